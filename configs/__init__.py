@@ -1,0 +1,1 @@
+"""Named YAML presets shipped with dfk (installed as deepfake_cli.presets)."""

@@ -1,0 +1,5 @@
+"""Allow ``python -m deepfake_cli``."""
+
+from deepfake_cli.cli import main
+
+main()

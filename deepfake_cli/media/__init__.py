@@ -1,0 +1,1 @@
+"""Reading and writing images, videos (with audio) and alignments files."""

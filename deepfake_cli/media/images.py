@@ -1,0 +1,72 @@
+"""Image reading and writing. Inside dfk every frame is an RGB ``uint8`` array ``H x W x 3``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deepfake_cli.checkpoint import atomic_path
+from deepfake_cli.errors import InputError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Convert grayscale, BGR(A), 16-bit or float images (OpenCV channel order) to RGB uint8."""
+    if image.dtype == np.uint16:
+        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif image.dtype.kind == "f":
+        image = (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise InputError(f"unsupported pixel type {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    channels = image.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    if channels == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    raise InputError(f"unsupported channel count {channels}")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read any common image file as RGB uint8; unreadable files raise ``InputError``."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError("image not found", str(file))
+    data = np.fromfile(str(file), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise InputError("cannot decode image (corrupt or unsupported format)", str(file))
+    try:
+        return to_rgb8(image)
+    except InputError as exc:
+        raise InputError(exc.message, str(file)) from None
+
+
+def encode_png(image_rgb: np.ndarray) -> bytes:
+    """Lossless PNG bytes of an RGB uint8 image."""
+    ok, buffer = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def write_image(path: str | Path, image_rgb: np.ndarray) -> None:
+    """Write an RGB uint8 image atomically; the format follows the suffix."""
+    target = Path(path)
+    suffix = target.suffix.lower() or ".png"
+    ok, buffer = cv2.imencode(suffix, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError(f"cannot encode image as {suffix}", str(target))
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(buffer.tobytes())
+
+
+def is_image(path: Path) -> bool:
+    """Whether ``path`` has an image suffix."""
+    return path.suffix.lower() in IMAGE_SUFFIXES

@@ -1,0 +1,78 @@
+"""Media I/O: alignments file round trip, video streaming with audio, image decoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepfake_cli.errors import InputError
+from deepfake_cli.media.alignments import Alignments, FaceRecord, load_alignments, save_alignments
+from deepfake_cli.media.images import read_image
+from deepfake_cli.media.video import VideoReader, VideoWriter, has_audio
+
+
+def _record(rng: np.random.Generator, frame: int) -> FaceRecord:
+    return FaceRecord(source="/data/a.mp4", frame=frame, face=0, bbox=[1.0, 2.0, 30.0, 40.0], score=0.99,
+                      landmarks=rng.uniform(0, 100, (68, 2)).round(3), matrix=rng.normal(size=(2, 3)).round(8),
+                      size=64, file=f"a_{frame:06d}_0.png", sha1="ab" * 20)
+
+
+def test_alignments_file_round_trips(tmp_path: Path, rng: np.random.Generator) -> None:
+    original = Alignments(size=64, coverage=0.6, sources={"/data/a.mp4": {"frames": 2, "faces": 2}},
+                          faces=[_record(rng, 0), _record(rng, 1)])
+    save_alignments(tmp_path / "alignments.json", original)
+    loaded = load_alignments(tmp_path)
+    assert loaded.sources == original.sources and loaded.size == 64 and loaded.coverage == 0.6
+    for a, b in zip(original.faces, loaded.faces):
+        assert np.allclose(a.landmarks, b.landmarks) and np.allclose(a.matrix, b.matrix)
+        assert (a.file, a.frame, a.sha1) == (b.file, b.frame, b.sha1)
+
+
+def test_alignments_with_folder_in_file_name_are_refused(tmp_path: Path, rng: np.random.Generator) -> None:
+    record = _record(rng, 0)
+    record.file = "../../etc/passwd"
+    save_alignments(tmp_path / "alignments.json", Alignments(faces=[record]))
+    with pytest.raises(InputError, match="must not contain folders"):
+        load_alignments(tmp_path)
+
+
+def test_wrong_version_and_garbage_are_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "alignments.json").write_text('{"version": 99, "faces": []}')
+    with pytest.raises(InputError, match="unsupported alignments version 99"):
+        load_alignments(tmp_path)
+    (tmp_path / "alignments.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_alignments(tmp_path)
+
+
+def test_video_writer_keeps_audio_frame_count_and_fps(tmp_path: Path, clip_a: Path) -> None:
+    reader = VideoReader(clip_a)
+    out = tmp_path / "copy.mp4"
+    with VideoWriter(out, reader.info.width, reader.info.height, reader.info.fps, audio_from=clip_a) as writer:
+        for frame in reader:
+            writer.write(frame)
+    copy = VideoReader(out)
+    assert sum(1 for _ in copy) == 30 and copy.info.fps == pytest.approx(reader.info.fps)
+    assert has_audio(clip_a) and has_audio(out)
+
+
+def test_failed_encoding_leaves_no_file(tmp_path: Path) -> None:
+    out = tmp_path / "broken.mp4"
+    with pytest.raises(RuntimeError):
+        with VideoWriter(out, 64, 48, 10) as writer:
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_video_and_image_raise_input_errors(tmp_path: Path) -> None:
+    bad_video = tmp_path / "bad.mp4"
+    bad_video.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(InputError, match="cannot open video"):
+        VideoReader(bad_video)
+    bad_image = tmp_path / "bad.png"
+    bad_image.write_bytes(b"\x89PNG broken")
+    with pytest.raises(InputError, match="cannot decode image"):
+        read_image(bad_image)
