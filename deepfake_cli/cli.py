@@ -21,6 +21,7 @@ from deepfake_cli.runtime import DEVICE_CHOICES
 # Module name in deepfake_cli.commands -> click command attribute. Only implemented stages.
 COMMAND_MODULES = {
     "extract": "extract",
+    "evaluate": "evaluate",
 }
 
 

@@ -58,3 +58,16 @@ def iter_frames(source: Path, every_n: int = 1) -> Iterator[tuple[int, np.ndarra
     for index, frame in enumerate(VideoReader(source)):
         if index % every_n == 0:
             yield index, frame
+
+
+def media_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Frames of a video, an image, or every image/video in a folder (sorted), in order.
+
+    With ``max_frames``, videos are subsampled evenly so at most about that many frames come out.
+    """
+    sources = collect_sources([path])
+    total = sum(estimated_frames(s) for s in sources)
+    every_n = max(1, -(-total // max_frames)) if max_frames and total else 1
+    for source in sources:
+        for _, frame in iter_frames(source, every_n if not is_image(source) else 1):
+            yield frame
