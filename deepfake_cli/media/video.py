@@ -19,6 +19,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from deepfake_cli.checkpoint import FILE_MODE
 from deepfake_cli.errors import InputError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
@@ -166,6 +167,7 @@ class VideoWriter:
         self._process.wait()
         error = self._process.stderr.read().decode(errors="replace").strip()
         if success and self._process.returncode == 0 and self.frames_written > 0:
+            os.chmod(self._tmp, FILE_MODE)
             os.replace(self._tmp, self.path)
             return
         self._tmp.unlink(missing_ok=True)
