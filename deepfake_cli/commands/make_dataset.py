@@ -1,0 +1,33 @@
+"""``dfk make-dataset``: labelled real/fake videos for detector training."""
+
+from __future__ import annotations
+
+import click
+
+from deepfake_cli.commands import device_option, resolve_device_name, settings
+from deepfake_cli.make_dataset import make_dataset as run_make_dataset
+from deepfake_cli.swap.convert import ConvertOptions
+
+
+@click.command("make-dataset")
+@click.option("--pair", "pairs", nargs=2, multiple=True, required=True, type=click.Path(),
+              metavar="A_VIDEOS B_VIDEOS", help="Videos (file or folder) of identity A and of B; repeatable.")
+@click.option("-m", "--model", "models", multiple=True, required=True, type=click.Path(file_okay=False),
+              help="Swap model trained on A and B: one for all pairs, or one per --pair in order.")
+@click.option("-o", "--output", "root", required=True, type=click.Path(file_okay=False),
+              help="Dataset root to write (real/, fake/, metadata.json, dataset.csv).")
+@click.option("--crf", type=int, default=18, show_default=True, help="x264 quality of the fakes.")
+@device_option
+@click.pass_context
+def make_dataset(ctx: click.Context, pairs: tuple[tuple[str, str], ...], models: tuple[str, ...], root: str,
+                 crf: int, device: str | None) -> None:
+    """Convert pairs of identities with swap models into a labelled real/fake dataset.
+
+    \b
+    Example:
+      dfk make-dataset --pair data/alice_videos data/bob_videos -m models/alice_bob -o data/detect_set
+      dfk train-detect --dataset data/detect_set -o detectors/mine
+    """
+    options = ConvertOptions(crf=crf, device=resolve_device_name(ctx, device))
+    summary = run_make_dataset(list(pairs), list(models), root, options, progress=settings(ctx).show_progress)
+    click.echo(summary.line())
