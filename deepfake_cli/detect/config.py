@@ -1,0 +1,112 @@
+"""The detector's settings: one typed dataclass tree, filled from ``configs/detect/<preset>.yaml``.
+
+The defaults below are the ``convlstm`` preset; ``tiny`` inherits it and shrinks everything so a
+detector trains on a CPU in seconds. The resolved config is saved beside every trained detector
+(``config.yaml``) and read back by inference, so a detector directory is self-describing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from deepfake_cli.errors import ConfigError
+
+InputMode = Literal["canny", "rgb", "rgb+canny"]
+
+
+@dataclass
+class FacesConfig:
+    """How faces are extracted from videos and images (the extract stage's options)."""
+
+    detector: str = "offline"
+    size: int = 128
+    coverage: float = 0.625
+    every_n: int = 1
+
+
+@dataclass
+class SequenceConfig:
+    """How face tracks become model inputs."""
+
+    frames: int = 5
+    stride: int = 1
+    size: int = 96
+    input: InputMode = "canny"
+    canny_sigma: float = 0.33
+    train_per_video: int = 8  # sequences per video of the majority class; the minority gets more
+    eval_per_video: int = 0  # 0 = every non-overlapping sequence
+
+
+@dataclass
+class ModelConfig:
+    """ConvLSTM detector architecture."""
+
+    stem_channels: int = 16  # 0 = feed frames straight into the ConvLSTM
+    hidden: list[int] = field(default_factory=lambda: [32, 32, 64])
+    kernel: int = 3
+    pool: int = 2  # spatial max-pool factor between ConvLSTM layers (1 = none)
+    dropout: float = 0.3
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, validation and early stopping."""
+
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 6
+    min_delta: float = 0.01  # validation AUCs closer than this count as equal; lower loss wins
+    val_fraction: float = 0.2
+    flip: bool = True
+    precision: str = "auto"
+    threshold: float = 0.5
+    monitor: Literal["sequence_auc", "video_auc"] = "sequence_auc"
+
+
+@dataclass
+class DetectConfig:
+    """Everything that defines a detector and how it is trained."""
+
+    faces: FacesConfig = field(default_factory=FacesConfig)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def input_channels(mode: str) -> int:
+    """Channels per frame for an ``input`` mode: 1 (canny), 3 (rgb) or 4 (rgb+canny)."""
+    return {"canny": 1, "rgb": 3, "rgb+canny": 4}[mode]
+
+
+def validate(config: DetectConfig) -> DetectConfig:
+    """Check value ranges the type system cannot express; returns ``config`` unchanged."""
+    checks = [
+        (config.faces.size >= 16, "faces.size must be at least 16"),
+        (config.faces.every_n >= 1, "faces.every_n must be at least 1"),
+        (config.sequence.frames >= 1, "sequence.frames must be at least 1"),
+        (config.sequence.stride >= 1, "sequence.stride must be at least 1"),
+        (config.sequence.size >= 8, "sequence.size must be at least 8"),
+        (config.sequence.train_per_video >= 1, "sequence.train_per_video must be at least 1"),
+        (config.sequence.eval_per_video >= 0, "sequence.eval_per_video must be 0 (all) or positive"),
+        (config.sequence.canny_sigma > 0, "sequence.canny_sigma must be positive"),
+        (len(config.model.hidden) >= 1 and min(config.model.hidden) >= 1,
+         "model.hidden needs at least one positive width"),
+        (config.model.kernel >= 1 and config.model.kernel % 2 == 1, "model.kernel must be a positive odd number"),
+        (config.model.pool >= 1, "model.pool must be at least 1"),
+        (config.model.stem_channels >= 0, "model.stem_channels must be 0 or positive"),
+        (0.0 <= config.model.dropout < 1.0, "model.dropout must be in [0, 1)"),
+        (config.train.epochs >= 1, "train.epochs must be at least 1"),
+        (config.train.batch_size >= 1, "train.batch_size must be at least 1"),
+        (config.train.lr > 0, "train.lr must be positive"),
+        (config.train.patience >= 1, "train.patience must be at least 1"),
+        (0.0 <= config.train.min_delta < 1.0, "train.min_delta must be in [0, 1)"),
+        (0.0 < config.train.val_fraction < 1.0, "train.val_fraction must be between 0 and 1"),
+        (0.0 < config.train.threshold < 1.0, "train.threshold must be between 0 and 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message, "config")
+    return config

@@ -1,0 +1,224 @@
+"""Scoring videos, images and labelled datasets with a trained detector (``dfk detect``).
+
+Scores are probabilities that the input is fake:
+
+- a **video** (or one source of an extract folder) is cut into non-overlapping sequences of T
+  faces covering all its faces; its probability is the mean over those sequences, and each frame
+  gets the mean of the sequences that cover it;
+- an **image** has no motion, so it is scored as a still sequence of T copies of its face: a
+  frame-level score (``level: frame``), less reliable than a video's.
+
+An input without a detectable face is reported with ``status: no_face``; one that cannot be read
+at all with ``status: error``; neither stops the other inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from deepfake_cli.detect.config import DetectConfig
+from deepfake_cli.detect.detector import LoadedDetector, load_detector
+from deepfake_cli.detect.layouts import FAKE, LabelledInput, input_paths
+from deepfake_cli.detect.plots import plot_roc
+from deepfake_cli.detect.preprocess import FrameStore
+from deepfake_cli.detect.scoring import level_metrics, predict, roc_inputs
+from deepfake_cli.detect.sequences import SequenceRef, evaluation_sequences
+from deepfake_cli.detect.tracks import CACHE_DIR, FaceSource, FaceTrack
+from deepfake_cli.errors import InputError
+from deepfake_cli.media.video import VideoReader, VideoWriter
+from deepfake_cli.runtime import autocast_dtype, resolve_device
+
+
+@dataclass
+class SequenceScore:
+    """One scored sequence: the frame indices of its faces and its probability of fake."""
+
+    frames: list[int]
+    probability: float
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe values."""
+        return {"start_frame": self.frames[0], "end_frame": self.frames[-1], "frames": self.frames,
+                "probability": round(self.probability, 6)}
+
+
+@dataclass
+class DetectionResult:
+    """The verdict for one input (or one source of an extract folder)."""
+
+    input: str
+    source: str | None = None
+    status: str = "ok"  # ok | no_face | error
+    still: bool = False
+    probability: float | None = None
+    label: str | None = None
+    message: str | None = None
+    sequences: list[SequenceScore] = field(default_factory=list)
+    frames: dict[int, float] = field(default_factory=dict)
+    boxes: dict[int, list[float]] = field(default_factory=dict, repr=False)
+
+    @property
+    def level(self) -> str:
+        """``video`` (mean over sequences) or ``frame`` (a single image)."""
+        return "frame" if self.still else "video"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe values (boxes are only used for ``--annotate``)."""
+        return {
+            "input": self.input, "source": self.source, "status": self.status, "level": self.level,
+            "probability": None if self.probability is None else round(self.probability, 6),
+            "label": self.label, "message": self.message, "faces": len(self.frames),
+            "sequences": [] if self.still else [s.to_json() for s in self.sequences],
+            "frames": [{"frame": f, "probability": round(p, 6)} for f, p in sorted(self.frames.items())],
+        }
+
+
+class Detector:
+    """A trained detector with its face source: ``Detector(dir).score(path)``.
+
+    Faces are extracted with the detector's own face settings and cached (by default in the
+    detector directory's ``faces/``, shared with training).
+    """
+
+    def __init__(self, model_dir: str | Path, device: str = "auto", threshold: float | None = None,
+                 cache_dir: str | Path | None = None, batch_size: int = 32) -> None:
+        self.device = resolve_device(device)
+        self.loaded: LoadedDetector = load_detector(model_dir, self.device)
+        config = self.config
+        self.threshold = float(threshold if threshold is not None
+                               else self.loaded.state.get("threshold", config.train.threshold))
+        if not 0.0 < self.threshold < 1.0:
+            raise InputError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        self.faces = FaceSource(Path(cache_dir) if cache_dir else self.loaded.folder / CACHE_DIR,
+                                config.faces, self.device.type)
+        self.dtype = autocast_dtype(self.device, config.train.precision)
+        self.batch_size = batch_size
+
+    @property
+    def config(self) -> DetectConfig:
+        """The detector's resolved config."""
+        return self.loaded.config
+
+    def _store(self) -> FrameStore:
+        seq = self.config.sequence
+        return FrameStore(seq.size, seq.input, seq.canny_sigma)
+
+    def _sequences(self, tracks: list[FaceTrack], indices: list[int]) -> list[SequenceRef]:
+        """The sequences a video is scored by (every face covered, non-overlapping)."""
+        seq = self.config.sequence
+        return evaluation_sequences(tracks, indices, seq.frames, seq.stride, seq.eval_per_video)
+
+    def _label(self, probability: float) -> str:
+        return "fake" if probability >= self.threshold else "real"
+
+    def score_track(self, track: FaceTrack, name: str) -> tuple[DetectionResult, list[SequenceRef], np.ndarray]:
+        """Score one track: the result, its sequences and their probabilities."""
+        refs = self._sequences([track], [0])
+        probs = predict(self.loaded.model, self._store(), [track], refs, self.device, self.dtype, self.batch_size)
+        covered: dict[int, list[float]] = {}
+        scores = []
+        for ref, p in zip(refs, probs):
+            scores.append(SequenceScore([track.frames[i] for i in ref.positions], float(p)))
+            for i in range(ref.positions[0], ref.positions[-1] + 1):
+                covered.setdefault(track.frames[i], []).append(float(p))
+        probability = float(np.mean(probs))
+        result = DetectionResult(
+            input=name, source=track.source, still=track.still, probability=probability,
+            label=self._label(probability), sequences=scores,
+            frames={f: float(np.mean(v)) for f, v in covered.items()},
+            boxes=dict(zip(track.frames, track.boxes)),
+        )
+        return result, refs, probs
+
+    def score(self, path: str | Path) -> list[DetectionResult]:
+        """Results for a video, an image or an extract folder (one per source in the folder)."""
+        name = str(path)
+        try:
+            tracks = self.faces.tracks(Path(path))
+            if not tracks:
+                return [DetectionResult(input=name, status="no_face", message="no face found")]
+            return [self.score_track(track, name)[0] for track in tracks]
+        except InputError as exc:
+            return [DetectionResult(input=name, status="error", message=str(exc))]
+
+    def score_all(self, inputs: list[str | Path], progress: bool = False) -> list[DetectionResult]:
+        """Results for every input in order; folders contribute their videos and extract folders.
+
+        A missing path or an unsupported file is an error before any work starts.
+        """
+        paths = [p for item in inputs for p in input_paths(Path(item))]
+        results: list[DetectionResult] = []
+        for path in tqdm(paths, desc="detect", unit="input", disable=not progress, dynamic_ncols=True):
+            results.extend(self.score(path))
+        return results
+
+    def evaluate(self, items: list[LabelledInput], progress: bool = False, roc: Path | None = None) -> dict[str, Any]:
+        """Score a labelled set and compute the training metrics on it (cross-dataset evaluation);
+        with ``roc`` also draw the video- and sequence-level ROC curves there."""
+        tracks, skipped = self.faces.labelled(items, progress)
+        if not tracks:
+            raise InputError("no face found in any video of the dataset")
+        refs: list[SequenceRef] = []
+        probs = []
+        videos = []
+        for index, track in enumerate(tqdm(tracks, desc="score", unit="video", disable=not progress,
+                                           dynamic_ncols=True)):
+            result, track_refs, track_probs = self.score_track(track, track.key)
+            refs.extend(SequenceRef(index, ref.positions) for ref in track_refs)
+            probs.append(track_probs)
+            videos.append({"input": track.key, "truth": "fake" if track.label == FAKE else "real",
+                           "probability": round(result.probability or 0.0, 6), "label": result.label})
+        all_probs = np.concatenate(probs)
+        if roc is not None:
+            plot_roc(roc, roc_inputs(tracks, refs, all_probs), title="ROC")
+        return {
+            "threshold": self.threshold,
+            "metrics": level_metrics(tracks, refs, all_probs, self.threshold),
+            "skipped": skipped,
+            "videos": videos,
+        }
+
+
+def annotate_video(video: str | Path, result: DetectionResult, output: str | Path, every_n: int = 1) -> Path:
+    """Write ``video`` with each frame's probability of fake drawn over it (and the face box).
+
+    Frames between sampled faces (``every_n`` > 1) show the latest score; frames without a face
+    say so.
+    """
+    reader = VideoReader(video)
+    width, height = reader.info.width, reader.info.height
+    scale = max(width, 320) / 640
+    last: tuple[int, float, list[float] | None] | None = None
+    with VideoWriter(output, width, height, reader.info.fps, audio_from=video,
+                     metadata={"comment": "dfk detect annotation"}) as writer:
+        for index, frame in enumerate(reader):
+            if index in result.frames:
+                last = (index, result.frames[index], result.boxes.get(index))
+            current = last if last is not None and index - last[0] < every_n else None
+            writer.write(_overlay(frame, current, scale))
+    return Path(output)
+
+
+def _overlay(frame: np.ndarray, current: tuple[int, float, list[float] | None] | None, scale: float) -> np.ndarray:
+    """One annotated frame: a box coloured from green (real) to red (fake) and a percentage."""
+    image = frame.copy()
+    if current is None:
+        text, colour = "no face", (200, 200, 200)
+    else:
+        _, p, box = current
+        colour = (int(255 * p), int(255 * (1 - p)), 0)
+        text = f"fake {100 * p:.0f}%"
+        if box is not None:
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            cv2.rectangle(image, (x1, y1), (x2, y2), colour, max(1, int(2 * scale)))
+    thickness = max(1, int(2 * scale))
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, thickness)
+    cv2.rectangle(image, (0, 0), (w + 12, h + base + 12), (0, 0, 0), -1)
+    cv2.putText(image, text, (6, h + 6), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, colour, thickness, cv2.LINE_AA)
+    return image

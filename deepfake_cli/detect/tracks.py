@@ -1,0 +1,156 @@
+"""Face tracks: the aligned faces of one video (or image) in frame order, ready to be sequenced.
+
+Faces come from the extract stage. A video or image is extracted once into a cache folder keyed
+by its path, size, modification time and the face options, so later runs (a second training,
+another fold, detection) reuse the faces. An extract output folder is read directly through its
+``alignments.json``: each source in it is one track.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from deepfake_cli.detect.config import FacesConfig
+from deepfake_cli.detect.layouts import LabelledInput
+from deepfake_cli.errors import InputError, NoFaceError
+from deepfake_cli.extract import ExtractOptions, extract
+from deepfake_cli.media.alignments import ALIGNMENTS_FILE, Alignments, FaceRecord, load_alignments, save_alignments
+from deepfake_cli.media.images import is_image, read_image
+from deepfake_cli.media.video import VideoReader, is_video
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR = "faces"  # the face cache inside a detector directory
+
+
+@dataclass
+class FaceTrack:
+    """One face per frame of one source, in frame order (the largest face when there are several)."""
+
+    key: str
+    source: str
+    frames: list[int]
+    files: list[Path]
+    boxes: list[list[float]]
+    label: int | None = None
+    group: str = ""
+    split: str | None = None
+    still: bool = False  # a single image: scored as a frame, not a sequence
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def tracks_from_alignments(folder: Path, alignments: Alignments, key: str | None = None) -> list[FaceTrack]:
+    """One track per source of an extract folder, keeping the lowest face index of each frame.
+
+    ``key`` names the track when the folder holds a single source (a cached video or image);
+    otherwise each track is named ``<folder>::<source>``.
+    """
+    by_source = alignments.by_source()
+    tracks = []
+    for source, records in by_source.items():
+        first: dict[int, FaceRecord] = {}
+        for record in records:
+            first.setdefault(record.frame, record)
+        chosen = [first[frame] for frame in sorted(first)]
+        tracks.append(FaceTrack(
+            key=key if key is not None and len(by_source) == 1 else f"{folder}::{source}",
+            source=source,
+            frames=[r.frame for r in chosen],
+            files=[folder / r.file for r in chosen],
+            boxes=[list(r.bbox) for r in chosen],
+            still=is_image(Path(source)),
+        ))
+    return tracks
+
+
+class FaceSource:
+    """Face tracks of videos, images and extract folders; videos and images are extracted once
+    into ``cache_dir`` and reused afterwards."""
+
+    def __init__(self, cache_dir: Path, options: FacesConfig, device: str = "cpu") -> None:
+        self.cache_dir = cache_dir
+        self.config = options
+        self.options = ExtractOptions(detector=options.detector, size=options.size, coverage=options.coverage,
+                                      every_n=options.every_n, device=device)
+        self.reused = 0
+        self.extracted = 0
+
+    def tracks(self, path: Path) -> list[FaceTrack]:
+        """The tracks of ``path``; an empty list when no face was found.
+
+        Raises ``InputError`` when a video or image cannot be read at all.
+        """
+        if path.is_dir():
+            return tracks_from_alignments(path, load_alignments(path))
+        folder = self._extracted(path)
+        return tracks_from_alignments(folder, load_alignments(folder), key=str(path))
+
+    def labelled(self, items: list[LabelledInput],
+                 progress: bool = False) -> tuple[list[FaceTrack], list[dict[str, str]]]:
+        """Tracks of labelled inputs, carrying label, group (default: the track itself) and split.
+
+        Inputs that cannot be read or show no face are skipped and listed as ``{input, reason}``.
+        """
+        tracks: list[FaceTrack] = []
+        skipped: list[dict[str, str]] = []
+        for item in tqdm(items, desc="faces", unit="input", disable=not progress, dynamic_ncols=True):
+            try:
+                found = self.tracks(item.path)
+            except InputError as exc:
+                log.warning("skipping %s: %s", item.path, exc.message)
+                skipped.append({"input": str(item.path), "reason": exc.message})
+                continue
+            if not found:
+                skipped.append({"input": str(item.path), "reason": "no face found"})
+            tracks.extend(replace(t, label=item.label, group=item.group or t.key, split=item.split) for t in found)
+        return tracks, skipped
+
+    def cache_folder(self, path: Path) -> Path:
+        """Where the faces of the video or image ``path`` are (or will be) cached."""
+        stat = path.stat()
+        identity = json.dumps({"path": str(path.resolve()), "bytes": stat.st_size, "mtime": stat.st_mtime_ns,
+                               "faces": asdict(self.config)}, sort_keys=True)
+        return self.cache_dir / f"{path.stem}-{hashlib.sha1(identity.encode()).hexdigest()[:12]}"
+
+    def _extracted(self, path: Path) -> Path:
+        folder = self.cache_folder(path)
+        if (folder / ALIGNMENTS_FILE).is_file():
+            self.reused += 1
+            return folder
+        _check_readable(path)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=self.cache_dir))
+        try:
+            try:
+                extract([path], staging, self.options, progress=False)
+            except NoFaceError:  # remembered as an empty alignments file, so it is not retried
+                save_alignments(staging / ALIGNMENTS_FILE, Alignments(
+                    detector=self.options.detector, size=self.options.size, coverage=self.options.coverage,
+                    sources={str(path.resolve()): {"frames": 0, "faces": 0}}))
+            if not folder.exists():
+                os.replace(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.extracted += 1
+        return folder
+
+
+def _check_readable(path: Path) -> None:
+    """Raise ``InputError`` unless ``path`` is an image that decodes or a video that opens."""
+    if is_image(path):
+        read_image(path)
+    elif is_video(path):
+        VideoReader(path)
+    else:
+        raise InputError("not a video, image or extract output folder", str(path))

@@ -1,0 +1,288 @@
+"""Training a detector: split by source group, balance classes, early-stop on validation AUC.
+
+``train_detector`` is the Python API behind ``dfk train-detect``. It writes into the detector
+directory ``model.pt`` (best epoch, weights only), ``config.yaml``, ``state.json``, ``log.csv``,
+``metrics.json``, ``roc.png`` and ``training.png``; the faces it extracted stay cached in
+``faces/``. With ``folds > 1`` each fold trains in ``fold<k>/`` and the top level reports
+mean ± std over folds and keeps the model of the fold with the best validation score.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from deepfake_cli import __version__
+from deepfake_cli.checkpoint import atomic_path, write_json_atomic, write_text_atomic
+from deepfake_cli.detect.config import DetectConfig, validate
+from deepfake_cli.detect.detector import build_model, save_detector, write_state
+from deepfake_cli.detect.layouts import FAKE, REAL, LabelledInput
+from deepfake_cli.detect.metrics import summarize_folds
+from deepfake_cli.detect.plots import plot_history, plot_roc
+from deepfake_cli.detect.preprocess import FrameStore, to_tensor
+from deepfake_cli.detect.report import csv_text
+from deepfake_cli.detect.scoring import level_metrics, predict, preload, roc_inputs, sequence_batch
+from deepfake_cli.detect.sequences import SequenceRef, evaluation_sequences, training_sequences
+from deepfake_cli.detect.splits import Split, given_split, holdout_split, kfold_splits
+from deepfake_cli.detect.tracks import CACHE_DIR, FaceSource, FaceTrack
+from deepfake_cli.errors import InputError, TrainingError
+from deepfake_cli.runtime import autocast, autocast_dtype, resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+MAX_BAD_STEPS = 3
+
+
+@dataclass
+class FitResult:
+    """The outcome of training one model on one split."""
+
+    folder: Path
+    best_epoch: int
+    epochs_run: int
+    score: tuple[float, float]
+    validation: dict[str, Any]
+    val_refs: list[SequenceRef]
+    val_probs: np.ndarray
+    data: dict[str, Any]
+    history: list[dict[str, Any]]
+    best_state: dict[str, torch.Tensor]
+    seed: int
+    seconds: float = 0.0
+
+    def state(self, config: DetectConfig, status: str) -> dict[str, Any]:
+        """The bookkeeping saved as ``state.json`` beside the weights."""
+        return {
+            "epoch": self.best_epoch, "epochs_run": self.epochs_run, "monitor": config.train.monitor,
+            "val_auc": self.score[0] if self.score[0] >= 0 else None, "val_loss": self.score[1],
+            "threshold": config.train.threshold, "seed": self.seed,
+            "status": status, "seconds": round(self.seconds, 2),
+        }
+
+    def report(self) -> dict[str, Any]:
+        """This fit's part of ``metrics.json``."""
+        return {
+            "best_epoch": self.best_epoch, "epochs_run": self.epochs_run, "seconds": round(self.seconds, 2),
+            "data": self.data, "validation": self.validation,
+        }
+
+
+def _counts(tracks: list[FaceTrack], indices: list[int], refs: list[SequenceRef]) -> dict[str, Any]:
+    videos = Counter(tracks[i].label for i in indices)
+    sequences = Counter(tracks[r.track].label for r in refs)
+    return {"videos": {"real": videos[REAL], "fake": videos[FAKE]},
+            "sequences": {"real": sequences[REAL], "fake": sequences[FAKE]}}
+
+
+def _score(validation: dict[str, Any], monitor: str) -> tuple[float, float]:
+    """The monitored AUC (-1 when undefined) and the validation sequence log loss."""
+    level = "video" if monitor == "video_auc" else "sequence"
+    value = validation[level]["auc"]
+    return (value if value is not None else -1.0, validation["sequence"]["log_loss"])
+
+
+class _Keeper:
+    """Decides which epoch to keep: the highest validation AUC, where AUCs within ``min_delta``
+    of the best seen so far count as equal and then the lower validation log loss wins.
+
+    The tolerance matters on small validation sets, where one swapped pair moves the AUC by a
+    few hundredths and an untrained model can already rank perfectly.
+    """
+
+    def __init__(self, min_delta: float) -> None:
+        self.min_delta = min_delta
+        self.peak = -math.inf
+        self.kept: tuple[float, float] | None = None
+
+    def improves(self, score: tuple[float, float]) -> bool:
+        """Whether ``(auc, loss)`` beats the kept epoch (and becomes the kept one)."""
+        auc, loss = score
+        self.peak = max(self.peak, auc)
+        better = (self.kept is None or auc > self.kept[0] + self.min_delta
+                  or (auc >= self.peak - self.min_delta and loss < self.kept[1]))
+        if better:
+            self.kept = score
+        return better
+
+
+class _Epochs:
+    """The optimisation loop of one fit: batches, augmentation, non-finite guard."""
+
+    def __init__(self, model: torch.nn.Module, config: DetectConfig, device: torch.device, seed: int) -> None:
+        self.model = model
+        self.config = config
+        self.device = device
+        self.dtype = autocast_dtype(device, config.train.precision)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
+                                           weight_decay=config.train.weight_decay)
+        self.loss = torch.nn.BCEWithLogitsLoss()
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)  # fp16 only
+        self.rng = np.random.default_rng(seed)
+        self.bad_steps = 0
+
+    def run(self, store: FrameStore, tracks: list[FaceTrack], refs: list[SequenceRef], progress: bool) -> float:
+        """One epoch over ``refs`` in a fresh random order; returns the mean training loss."""
+        self.model.train()
+        size = self.config.train.batch_size
+        order = self.rng.permutation(len(refs))
+        losses = []
+        batches = range(0, len(refs), size)
+        for start in tqdm(batches, desc="batches", leave=False, disable=not progress, dynamic_ncols=True):
+            chunk = [refs[i] for i in order[start:start + size]]
+            x = to_tensor(sequence_batch(store, tracks, chunk))
+            if self.config.train.flip:
+                mirror = torch.from_numpy(self.rng.random(len(chunk)) < 0.5)
+                x[mirror] = x[mirror].flip(-1)
+            y = torch.tensor([float(tracks[r.track].label == FAKE) for r in chunk])
+            x, y = x.to(self.device), y.to(self.device)
+            with autocast(self.device, self.dtype):
+                logits = self.model(x)
+            loss = self.loss(logits.float(), y)
+            if not torch.isfinite(loss):
+                self.bad_steps += 1
+                if self.bad_steps > MAX_BAD_STEPS:
+                    raise TrainingError(f"loss was not finite {self.bad_steps} times; lower train.lr")
+                continue
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            losses.append(loss.item())
+        return float(np.mean(losses)) if losses else math.nan
+
+
+def fit(
+    tracks: list[FaceTrack],
+    split: Split,
+    store: FrameStore,
+    config: DetectConfig,
+    folder: Path,
+    device: torch.device,
+    seed: int,
+    progress: bool = True,
+    desc: str = "train",
+) -> FitResult:
+    """Train one model on ``split`` (train, validation indices into ``tracks``), keeping the best
+    epoch by validation score in ``folder`` and stopping after ``train.patience`` epochs without
+    improvement."""
+    started = time.perf_counter()
+    seq, train = config.sequence, config.train
+    train_refs = training_sequences(tracks, split[0], seq.frames, seq.stride, seq.train_per_video)
+    val_refs = evaluation_sequences(tracks, split[1], seq.frames, seq.stride, seq.eval_per_video)
+    if not train_refs or not val_refs:
+        raise InputError("the split left no training or no validation videos")
+    data = {"train": _counts(tracks, split[0], train_refs), "validation": _counts(tracks, split[1], val_refs)}
+    preload(store, tracks, train_refs + val_refs, progress)
+    seed_everything(seed)
+    model = build_model(config).to(device)
+    epochs = _Epochs(model, config, device, seed)
+    history: list[dict[str, Any]] = []
+    best: FitResult | None = None
+    keeper = _Keeper(train.min_delta)
+    bar = tqdm(range(1, train.epochs + 1), desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True)
+    for epoch in bar:
+        tick = time.perf_counter()
+        train_loss = epochs.run(store, tracks, train_refs, progress)
+        probs = predict(model, store, tracks, val_refs, device, epochs.dtype, 2 * train.batch_size)
+        validation = level_metrics(tracks, val_refs, probs, train.threshold)
+        history.append({
+            "epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": validation["sequence"]["log_loss"],
+            "val_sequence_auc": validation["sequence"]["auc"], "val_video_auc": validation["video"]["auc"],
+            "val_video_accuracy": validation["video"]["accuracy"], "seconds": round(time.perf_counter() - tick, 3),
+        })
+        write_text_atomic(folder / "log.csv", csv_text(history))
+        score = _score(validation, train.monitor)
+        bar.set_postfix(loss=f"{train_loss:.3f}", val_auc=validation["sequence"]["auc"])
+        if keeper.improves(score):
+            weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best = FitResult(folder, epoch, epoch, score, validation, val_refs, probs, data, history, weights, seed)
+            save_detector(folder, model, config, best.state(config, "training"))
+        elif best is not None and epoch - best.best_epoch >= train.patience:
+            log.info("%s: no validation improvement for %d epochs; stopping at epoch %d", desc, train.patience, epoch)
+            break
+    bar.close()
+    assert best is not None
+    best.epochs_run = len(history)
+    best.seconds = time.perf_counter() - started
+    _finish(best, tracks, config)
+    return best
+
+
+def _finish(result: FitResult, tracks: list[FaceTrack], config: DetectConfig) -> None:
+    """Final state.json, metrics.json and plots of one fit."""
+    write_state(result.folder, result.state(config, "done"))
+    write_json_atomic(result.folder / METRICS_FILE, result.report())
+    plot_roc(result.folder / "roc.png", roc_inputs(tracks, result.val_refs, result.val_probs), title="validation ROC")
+    plot_history(result.folder / "training.png", result.history, result.best_epoch)
+
+
+def train_detector(
+    items: list[LabelledInput],
+    outdir: str | Path,
+    config: DetectConfig,
+    *,
+    device: str = "auto",
+    seed: int = 0,
+    folds: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a detector on labelled videos, images or extract folders; returns ``metrics.json``'s content."""
+    validate(config)
+    if folds < 1:
+        raise InputError(f"--folds must be at least 1, got {folds}")
+    folder = Path(outdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch_device = resolve_device(device)
+    source = FaceSource(folder / CACHE_DIR, config.faces, torch_device.type)
+    tracks, skipped = source.labelled(items, progress)
+    labels = {t.label for t in tracks}
+    if labels != {REAL, FAKE}:
+        raise InputError(f"after face extraction no {'real' if REAL not in labels else 'fake'} video has a face")
+    store = FrameStore(config.sequence.size, config.sequence.input, config.sequence.canny_sigma)
+    if folds > 1:
+        splits = kfold_splits(tracks, folds, seed)
+        results = [fit(tracks, s, store, config, folder / f"fold{k}", torch_device, seed + k, progress,
+                       f"fold {k}/{folds}") for k, s in enumerate(splits, start=1)]
+    else:
+        split = given_split(tracks) or holdout_split(tracks, config.train.val_fraction, seed)
+        results = [fit(tracks, split, store, config, folder, torch_device, seed, progress)]
+    chosen = max(range(len(results)), key=lambda k: (results[k].score[0], -results[k].score[1]))
+    report: dict[str, Any] = {
+        "tool": f"dfk {__version__}",
+        "inputs": {"given": len(items), "videos": {"real": sum(t.label == REAL for t in tracks),
+                                                   "fake": sum(t.label == FAKE for t in tracks)},
+                   "skipped": skipped, "faces_extracted": source.extracted, "faces_reused": source.reused},
+        "threshold": config.train.threshold,
+        "monitor": config.train.monitor,
+        **results[chosen].report(),
+    }
+    if folds > 1:
+        _keep_fold(folder, results[chosen], config)
+        report["selected_fold"] = chosen + 1
+        report["folds"] = [r.report() for r in results]
+        report["cross_validation"] = {
+            level: summarize_folds([r.validation[level] for r in results]) for level in ("video", "sequence")
+        }
+    write_json_atomic(folder / METRICS_FILE, report)
+    return report
+
+
+def _keep_fold(folder: Path, result: FitResult, config: DetectConfig) -> None:
+    """Copy the chosen fold's model, state, log and plots to the detector directory's top level."""
+    model = build_model(config)
+    model.load_state_dict(result.best_state)
+    save_detector(folder, model, config, result.state(config, "done") | {"fold": result.folder.name})
+    for name in ("roc.png", "training.png", "log.csv"):
+        if (result.folder / name).is_file():
+            with atomic_path(folder / name) as tmp:
+                tmp.write_bytes((result.folder / name).read_bytes())
