@@ -89,3 +89,22 @@ def run_dfk(capsys: pytest.CaptureFixture[str]):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_swap_model(tmp_path_factory: pytest.TempPathFactory, faces_a: Path, faces_b: Path) -> Path:
+    """A model folder of the ``tiny`` swap preset (32 px, 40 steps) trained on faces_a/faces_b."""
+    import torch
+
+    from deepfake_cli.swap import swap_config, train_swap
+
+    model_dir = tmp_path_factory.mktemp("tiny_swap_model")
+    config = swap_config(model_dir, "tiny", overrides=["train.iterations=40", "train.save_every=40",
+                                                       "train.preview_every=40"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small trains fastest on one thread, even on a busy machine
+    try:
+        train_swap(faces_a, faces_b, model_dir, config, device="cpu", seed=0)
+    finally:
+        torch.set_num_threads(threads)
+    return model_dir

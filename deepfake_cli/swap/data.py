@@ -1,0 +1,124 @@
+"""Training faces: an extract folder preloaded once as uint8 tensors on the training device.
+
+Each face is centre-cropped (``crop``), area-resized to the model size and kept with a per-pixel
+loss weight map built from its landmarks in ``alignments.json`` (eyes and mouth weighted up). A
+folder without alignments still trains, without region weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from deepfake_cli.errors import InputError
+from deepfake_cli.faces.masks import erode_mask, hull_mask
+from deepfake_cli.faces.smoothing import inter_ocular_distance
+from deepfake_cli.media.alignments import ALIGNMENTS_FILE, Alignments, FaceRecord, load_alignments
+from deepfake_cli.media.images import is_image, read_image
+
+log = logging.getLogger(__name__)
+
+MIN_FACES = 8
+DEFAULT_COVERAGE = Alignments().coverage
+# Landmark groups (iBUG 68 / 5-point) of the weighted regions and their growth in inter-ocular units.
+REGIONS_68 = {"eye": (slice(36, 42), slice(42, 48)), "mouth": (slice(48, 60),)}
+REGIONS_5 = {"eye": (slice(0, 1), slice(1, 2)), "mouth": (slice(3, 5),)}
+GROW_68, GROW_5 = 0.12, 0.25
+
+
+@dataclass
+class FaceSet:
+    """One identity's faces: ``images`` uint8 ``[N,3,S,S]``, ``weights`` float ``[N,1,S,S]`` or None."""
+
+    folder: Path
+    images: torch.Tensor
+    weights: torch.Tensor | None
+    files: list[str]
+    alignments: Alignments | None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def sample(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``count`` random faces (with replacement) and their weight maps."""
+        index = torch.randint(len(self), (count,), generator=generator, device=self.images.device)
+        return self.images[index], None if self.weights is None else self.weights[index]
+
+
+def model_coverage(alignments: Alignments | None, crop: float) -> float:
+    """Alignment coverage of the model's input: the extract's coverage widened by the centre crop."""
+    return (alignments.coverage if alignments is not None else DEFAULT_COVERAGE) / crop
+
+
+def region_weights(landmarks: np.ndarray, size: int, eye: float, mouth: float) -> np.ndarray:
+    """Float32 ``size x size`` map: 1 everywhere, ``eye`` on the eyes, ``mouth`` on the mouth.
+
+    ``landmarks`` (68 or 5 points) are in the map's pixel coordinates.
+    """
+    regions, grow = (REGIONS_68, GROW_68) if len(landmarks) == 68 else (REGIONS_5, GROW_5)
+    pixels = -grow * inter_ocular_distance(landmarks)
+    weights = np.ones((size, size), dtype=np.float32)
+    for name, value in (("mouth", mouth), ("eye", eye)):
+        for part in regions[name]:
+            area = erode_mask(hull_mask(landmarks[part], weights.shape), pixels) > 0
+            weights[area] = value
+    return weights
+
+
+def _face_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise InputError("face folder not found", str(folder))
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image(p))
+
+
+def _prepare(path: Path, size: int, crop: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """The centre ``crop`` of a face resized to ``size``, the 2x3 map of file to model pixels, and
+    the file's width."""
+    image = read_image(path)
+    height, width = image.shape[:2]
+    side = max(int(round(min(height, width) * crop)), 1)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    box = image[y0:y0 + side, x0:x0 + side]
+    resized = cv2.resize(box, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC)
+    scale = size / side
+    return resized, np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]]), width
+
+
+def _landmarks_in_model(record: FaceRecord, to_model: np.ndarray, file_width: int) -> np.ndarray:
+    points = record.aligned_landmarks() * (file_width / record.size)
+    return points @ to_model[:, :2].T + to_model[:, 2]
+
+
+def load_faces(folder: str | Path, size: int, crop: float = 1.0, eye: float = 3.0, mouth: float = 2.0,
+               device: torch.device | str = "cpu") -> FaceSet:
+    """Load an extract folder as a ``FaceSet`` at ``size`` px on ``device``.
+
+    Raises ``InputError`` for a missing folder or fewer than ``MIN_FACES`` faces.
+    """
+    folder = Path(folder)
+    files = _face_files(folder)
+    if len(files) < MIN_FACES:
+        raise InputError(f"found {len(files)} face images; train-swap needs at least {MIN_FACES} "
+                         "(run dfk extract on more frames)", str(folder))
+    alignments = load_alignments(folder) if (folder / ALIGNMENTS_FILE).is_file() else None
+    records: dict[str, FaceRecord] = {r.file: r for r in alignments.faces} if alignments else {}
+    if alignments is None:
+        log.warning("%s has no %s: training without eye/mouth loss weighting", folder, ALIGNMENTS_FILE)
+    images, weights = [], []
+    for path in files:
+        image, to_model, file_width = _prepare(path, size, crop)
+        images.append(image)
+        record = records.get(path.name)
+        if record is None:
+            weights.append(np.ones((size, size), dtype=np.float32))
+            continue
+        points = _landmarks_in_model(record, to_model, file_width)
+        weights.append(region_weights(points, size, eye, mouth))
+    stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().to(device)
+    weight_maps = torch.from_numpy(np.stack(weights))[:, None].to(device) if alignments else None
+    return FaceSet(folder, stacked, weight_maps, [p.name for p in files], alignments)

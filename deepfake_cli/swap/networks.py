@@ -1,0 +1,25 @@
+"""Build the networks a swap config describes (the one place that maps config keys to modules)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from deepfake_cli.swap.models import SIDES, SwapNet
+from deepfake_cli.swap.sagan import Discriminator
+from deepfake_cli.swap.schema import ModelConfig
+
+
+def build_generator(model: ModelConfig) -> SwapNet:
+    """The shared-encoder/dual-decoder generator; ``gan`` models also predict an alpha mask."""
+    return SwapNet(
+        size=model.size, encoder_widths=model.encoder_widths, bottleneck=model.bottleneck,
+        latent_channels=model.latent_channels, upscale_channels=model.upscale_channels,
+        decoder_widths=model.decoder_widths, attention_at=model.attention_at, mask=model.kind == "gan",
+    )
+
+
+def build_discriminators(model: ModelConfig) -> nn.ModuleDict:
+    """One self-attention, spectral-norm discriminator per identity (``a`` and ``b``)."""
+    return nn.ModuleDict({
+        side: Discriminator(model.size, model.discriminator_widths, model.attention_at) for side in SIDES
+    })

@@ -1,0 +1,198 @@
+"""The typed configuration of ``train-swap``: every hyper-parameter, with its default.
+
+Presets in ``configs/swap/<name>.yaml`` fill these dataclasses (see ``deepfake_cli.config``); a new
+preset is a new YAML file. ``ARCHITECTURE_KEYS`` lists the keys a resumed run may not change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from deepfake_cli.errors import ConfigError
+
+VggTap = Literal["relu1_2", "relu2_2", "relu3_4", "relu4_4"]
+LossTerm = Literal["recon", "edge", "perceptual", "adversarial", "mask_l1", "mask_tv"]
+LOSS_TERMS: tuple[str, ...] = get_args(LossTerm)
+GAN_ONLY_TERMS = frozenset({"adversarial", "mask_l1", "mask_tv"})
+
+
+@dataclass
+class ModelConfig:
+    """Architecture: shared encoder, one decoder per identity (and for ``gan`` discriminators)."""
+
+    kind: Literal["original", "gan"] = "original"
+    size: int = 64  # input and output px; divisible by 2 ** len(encoder_widths)
+    encoder_widths: list[int] = field(default_factory=lambda: [128, 256, 512, 1024])  # 5x5 stride-2 convs
+    bottleneck: int = 1024  # the dense latent
+    latent_channels: int = 1024  # channels of the grid the dense layer reshapes back to
+    upscale_channels: int = 512  # the encoder's closing pixel-shuffle upscale
+    decoder_widths: list[int] = field(default_factory=lambda: [256, 128, 64])  # one fewer than the encoder's
+    attention_at: list[int] = field(default_factory=list)  # resolutions (px) that get self-attention
+    discriminator_widths: list[int] = field(default_factory=lambda: [64, 128, 256])
+
+
+@dataclass
+class DataConfig:
+    """How aligned faces become training samples."""
+
+    crop: float = 1.0  # centred share of the aligned face the model sees (1 = all of it)
+
+
+@dataclass
+class AugmentConfig:
+    """Random augmentation applied on the training device, batched."""
+
+    rotation: float = 10.0
+    zoom: float = 0.05
+    shift: float = 0.05
+    flip: float = 0.5
+    warp: float = 0.02
+    warp_points: int = 5
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+
+
+@dataclass
+class ScheduleEntry:
+    """From step ``start`` on, loss ``term`` has weight ``weight``."""
+
+    start: int = 0
+    term: LossTerm = "adversarial"
+    weight: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    """Loss weights (0 turns a term off), eye/mouth weights of the reconstruction, and a schedule.
+
+    ``adversarial``, ``mask_l1`` and ``mask_tv`` apply to ``gan`` models only; an ``original``
+    model ignores them, so ``--set model.kind=gan`` alone gives a complete GAN.
+    """
+
+    recon: float = 1.0
+    eye: float = 3.0
+    mouth: float = 2.0
+    edge: float = 0.0
+    perceptual: float = 0.0
+    adversarial: float = 0.1
+    adversarial_mode: Literal["lsgan", "hinge"] = "lsgan"
+    mask_l1: float = 0.01
+    mask_tv: float = 0.1
+    schedule: list[ScheduleEntry] = field(default_factory=list)
+
+
+@dataclass
+class PerceptualConfig:
+    """The frozen VGG19 of the perceptual loss: weights (``imagenet``, ``random`` or a state-dict
+    path) and the ReLU outputs compared."""
+
+    weights: str = "imagenet"
+    layers: list[VggTap] = field(default_factory=lambda: ["relu1_2", "relu2_2", "relu3_4", "relu4_4"])
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop and its outputs."""
+
+    iterations: int = 10000  # the total step to reach
+    batch_size: int = 16  # faces per identity per step
+    lr: float = 1e-4
+    lr_discriminator: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: fp32 on CPU, bf16/fp16 on CUDA
+    save_every: int = 500
+    preview_every: int = 250
+    log_every: int = 10
+    keep_backups: int = 3
+    preview_faces: int = 8
+    nan_lr_factor: float = 0.5  # learning-rate factor after a NaN/inf rollback
+    max_rollbacks: int = 3
+
+
+@dataclass
+class SwapConfig:
+    """Everything ``train-swap`` needs besides the face folders."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def leaf_keys(schema: Any, prefix: str = "") -> list[str]:
+    """Dotted names of every leaf field of a config dataclass."""
+    keys = []
+    for item in dataclasses.fields(schema):
+        name = f"{prefix}{item.name}"
+        default = item.default_factory() if item.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            keys.extend(leaf_keys(type(default), f"{name}."))
+        else:
+            keys.append(name)
+    return keys
+
+
+ARCHITECTURE_KEYS: tuple[str, ...] = tuple(leaf_keys(ModelConfig, "model.")) + ("data.crop",)
+
+
+def active_terms(config: SwapConfig) -> tuple[str, ...]:
+    """Loss terms this run computes: weight above 0 at some step, GAN terms only for ``gan``."""
+    terms = []
+    for term in LOSS_TERMS:
+        if term in GAN_ONLY_TERMS and config.model.kind != "gan":
+            continue
+        weights = [getattr(config.loss, term)] + [e.weight for e in config.loss.schedule if e.term == term]
+        if max(weights) > 0:
+            terms.append(term)
+    return tuple(terms)
+
+
+def loss_weights(loss: LossConfig, step: int) -> dict[str, float]:
+    """Each term's weight at ``step``: the base weight unless a schedule entry has started."""
+    weights = {term: float(getattr(loss, term)) for term in LOSS_TERMS}
+    for entry in sorted(loss.schedule, key=lambda e: e.start):
+        if entry.start <= step:
+            weights[entry.term] = entry.weight
+    return weights
+
+
+def validate(config: SwapConfig) -> SwapConfig:
+    """Check cross-field constraints the types cannot express; raise ``ConfigError``."""
+    model = config.model
+    downscales = len(model.encoder_widths)
+    if downscales < 1 or model.size % (2**downscales) or model.size // 2**downscales < 1:
+        raise ConfigError(f"model.size {model.size} must be divisible by 2**len(model.encoder_widths) "
+                          f"= {2**downscales}", "config")
+    if len(model.decoder_widths) != downscales - 1:
+        raise ConfigError(f"model.decoder_widths needs {downscales - 1} entries (one fewer than "
+                          f"model.encoder_widths) to decode back to {model.size} px", "config")
+    widths = [*model.encoder_widths, *model.decoder_widths, *model.discriminator_widths,
+              model.bottleneck, model.latent_channels, model.upscale_channels]
+    if min(widths) < 1:
+        raise ConfigError("model widths must be positive", "config")
+    if model.kind == "gan" and not model.discriminator_widths:
+        raise ConfigError("model.discriminator_widths must not be empty for a gan model", "config")
+    if not 0.1 <= config.data.crop <= 1.0:
+        raise ConfigError(f"data.crop must be in [0.1, 1]; got {config.data.crop}", "config")
+    train = config.train
+    for key in ("iterations", "batch_size", "save_every", "preview_every", "log_every", "preview_faces"):
+        if getattr(train, key) < 1:
+            raise ConfigError(f"train.{key} must be at least 1; got {getattr(train, key)}", "config")
+    if train.lr <= 0 or train.lr_discriminator <= 0 or not 0 < train.nan_lr_factor < 1:
+        raise ConfigError("train.lr and train.lr_discriminator must be > 0, train.nan_lr_factor in (0, 1)",
+                          "config")
+    negative = [t for t in ("eye", "mouth", *LOSS_TERMS) if getattr(config.loss, t) < 0]
+    if negative or any(e.weight < 0 or e.start < 0 for e in config.loss.schedule):
+        raise ConfigError(f"loss weights and schedule steps must not be negative {negative or ''}".strip(),
+                          "config")
+    if not config.perceptual.layers:
+        raise ConfigError("perceptual.layers must name at least one VGG19 layer", "config")
+    if not active_terms(config):
+        raise ConfigError("every loss weight is 0; nothing to train", "config")
+    return config

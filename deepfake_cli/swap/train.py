@@ -1,0 +1,284 @@
+"""``train_swap``: the training run of ``dfk train-swap`` as a Python function.
+
+Starts a model directory or resumes it (``iterations`` is the total step to reach), then loops:
+one ``SwapTrainer.step`` per iteration, ``log.csv`` rows, previews, background checkpoints. A
+NaN/inf loss rolls back to the last checkpoint with a lower learning rate; Ctrl-C saves first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+import torchvision
+from tqdm import tqdm
+
+from deepfake_cli import __version__
+from deepfake_cli.checkpoint import CONFIG_FILE, MODEL_FILE
+from deepfake_cli.config import load_config
+from deepfake_cli.errors import TrainingError
+from deepfake_cli.media.alignments import Alignments
+from deepfake_cli.runtime import resolve_device
+from deepfake_cli.swap.data import FaceSet, load_faces, model_coverage
+from deepfake_cli.swap.models import SIDES
+from deepfake_cli.swap.monitor import (
+    LOG_FILE,
+    PLOT_FILE,
+    TENSORBOARD_DIR,
+    TrainingLog,
+    tensorboard_writer,
+    write_preview,
+)
+from deepfake_cli.swap.schema import SwapConfig, validate
+from deepfake_cli.swap.store import TRAINING_FILE, Checkpoint, ModelStore, check_resumable
+from deepfake_cli.swap.trainer import NonFiniteLoss, SwapTrainer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PRESET = "original"
+# glibc mallopt parameters and their defaults (see reusing_freed_memory).
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
+
+
+@dataclass
+class TrainSummary:
+    """The outcome of one ``train_swap`` call."""
+
+    model_dir: Path
+    start_step: int
+    step: int
+    seconds: float = 0.0
+    faces_per_s: float = 0.0
+    losses: dict[str, float] = field(default_factory=dict)
+    rollbacks: int = 0
+
+    def line(self) -> str:
+        """A one-line summary for the terminal."""
+        if self.step == self.start_step:
+            return f"model already at step {self.step}; nothing to train ({self.model_dir})"
+        recon = ", ".join(f"{k} {v:.4f}" for k, v in self.losses.items() if k.endswith("_recon"))
+        parts = [f"trained steps {self.start_step}->{self.step} in {self.seconds:.1f} s "
+                 f"({self.faces_per_s:.1f} faces/s)"]
+        if recon:
+            parts.append(recon)
+        if self.rollbacks:
+            parts.append(f"{self.rollbacks} NaN rollbacks")
+        return "; ".join(parts) + f"; model: {self.model_dir}"
+
+
+def _run_info(config: SwapConfig, faces: dict[str, FaceSet], seed: int) -> dict[str, Any]:
+    """The bookkeeping part of ``state.json`` (``load_swap_model`` reads the alignment part)."""
+    extract = faces["a"].alignments or Alignments()
+    return {
+        "kind": config.model.kind,
+        "size": config.model.size,
+        "coverage": model_coverage(faces["a"].alignments, config.data.crop),
+        "alignment": {"extract_coverage": extract.coverage, "extract_size": extract.size,
+                      "crop": config.data.crop, "from_alignments": faces["a"].alignments is not None},
+        "faces": {side: {"folder": str(faces[side].folder), "count": len(faces[side])} for side in SIDES},
+        "seed": seed,
+        "versions": {"dfk": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__},
+    }
+
+
+def _check_coverages(faces: dict[str, FaceSet]) -> None:
+    found = {side: alignments.coverage for side in SIDES if (alignments := faces[side].alignments) is not None}
+    if len(set(found.values())) > 1:
+        log.warning("face sets were extracted with different coverage (A %s, B %s): swapped faces will "
+                    "be scaled wrongly; re-extract one with the other's --coverage", found["a"], found["b"])
+
+
+def _spread(images: torch.Tensor, count: int) -> torch.Tensor:
+    """Up to ``count`` faces picked evenly across the set (the same ones at every preview)."""
+    index = torch.linspace(0, len(images) - 1, min(count, len(images))).round().long()
+    return images[index.to(images.device)]
+
+
+class _Run:
+    """The mutable state of one training session (step, log, rollbacks) around a trainer."""
+
+    def __init__(self, trainer: SwapTrainer, store: ModelStore, info: dict[str, Any], step: int,
+                 seconds_before: float) -> None:
+        self.trainer, self.store, self.info, self.step = trainer, store, info, step
+        self.seconds_before = seconds_before  # training time of earlier sessions
+        self.config = trainer.config
+        self.log = TrainingLog(store.folder / LOG_FILE, trainer.loss_names, resume_step=step,
+                               writer=tensorboard_writer(store.folder / TENSORBOARD_DIR))
+        self.rollbacks = 0
+        count = self.config.train.preview_faces
+        self.preview_faces = {side: _spread(trainer.faces[side].images, count) for side in SIDES}
+
+    def save(self, seconds: float, background: bool = True) -> None:
+        """Checkpoint the current step (``seconds``: training time of this session so far)."""
+        info = {**self.info, "lr_scale": self.trainer.lr_scale, "rollbacks": self.rollbacks,
+                "seconds": round(self.seconds_before + seconds, 1), "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self.store.save(self.step, self.trainer.model_state(), self.trainer.training_state(), info,
+                        self.config.train.keep_backups, background=background)
+        if self.log.rows:
+            self.log.plot(self.store.folder / PLOT_FILE)
+
+    def preview(self) -> None:
+        write_preview(self.store.folder, self.step, self.trainer.preview(self.preview_faces))
+
+    def rollback(self, error: NonFiniteLoss) -> None:
+        """Reload the last checkpoint with a lower learning rate, or stop if this keeps happening."""
+        self.rollbacks += 1
+        train = self.config.train
+        if self.rollbacks > train.max_rollbacks:
+            raise TrainingError(f"loss became NaN/inf ({error}) again after {train.max_rollbacks} rollbacks; "
+                                "try a lower train.lr or train.precision=fp32")
+        failed_at, scale = self.step, self.trainer.lr_scale * train.nan_lr_factor
+        self.step = restore(self.trainer, self.store.load())
+        self.trainer.set_lr_scale(scale)
+        self.log.truncate(self.step)
+        log.warning("non-finite loss (%s) at step %d: rolled back to step %d, learning rate x%.3g",
+                    error, failed_at, self.step, scale)
+
+
+@contextlib.contextmanager
+def reusing_freed_memory() -> Iterator[None]:
+    """While training on a CPU, make glibc keep freed memory for reuse instead of unmapping it.
+
+    Every step allocates and frees the same large tensors (bf16 weight copies, gradients); served
+    by ``mmap``, each one page-faults in afresh, which cost ~20% of a step of the Original model
+    here. Afterwards glibc's defaults come back and the kept memory is returned. A no-op where the
+    C library has no ``mallopt`` (not glibc).
+    """
+    libc = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+    if libc is None or not hasattr(libc, "mallopt"):
+        yield
+        return
+    libc.mallopt(M_MMAP_MAX, 0)
+    libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+    try:
+        yield
+    finally:
+        libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+
+
+def restore(trainer: SwapTrainer, checkpoint: Checkpoint) -> int:
+    """Load a checkpoint into ``trainer``; returns its step."""
+    trainer.load_model_state(checkpoint.model, MODEL_FILE)
+    if checkpoint.training is not None:
+        trainer.load_training_state(checkpoint.training, TRAINING_FILE)
+    return checkpoint.step
+
+
+def swap_config(model_dir: str | Path, preset: str | None = None, config_file: str | Path | None = None,
+                overrides: Sequence[str] = ()) -> SwapConfig:
+    """The run's config: ``preset`` (default ``original``), ``config_file`` and ``overrides`` merged.
+
+    Without a preset or file, a model folder that already has a ``config.yaml`` resumes with it.
+    """
+    saved = Path(model_dir) / CONFIG_FILE
+    if preset is None and config_file is None and saved.is_file():
+        return validate(load_config(SwapConfig, "swap", None, saved, overrides))
+    return validate(load_config(SwapConfig, "swap", preset or DEFAULT_PRESET, config_file, overrides))
+
+
+def train_swap(faces_a: str | Path, faces_b: str | Path, model_dir: str | Path, config: SwapConfig,
+               device: str = "auto", seed: int = 0, progress: bool = False) -> TrainSummary:
+    """Train (or resume training) a swap model on two extract folders until ``config.train.iterations``.
+
+    Raises ``ConfigError`` for an invalid config or a resume with a different architecture,
+    ``InputError`` for missing/too few faces, ``BackendError`` when perceptual weights are missing,
+    ``CheckpointError`` for unsafe or corrupt checkpoints and ``TrainingError`` for repeated NaNs.
+    """
+    validate(config)
+    store = ModelStore(model_dir)
+    if store.has_checkpoint:
+        changed = check_resumable(store.read_config(), config)
+        if changed:
+            log.info("resuming with changed settings: %s", "; ".join(changed))
+    torch_device = resolve_device(device)
+    faces = {side: load_faces(folder, config.model.size, config.data.crop, config.loss.eye, config.loss.mouth,
+                              torch_device) for side, folder in zip(SIDES, (faces_a, faces_b), strict=True)}
+    _check_coverages(faces)
+    trainer = SwapTrainer(config, faces, torch_device, seed)
+    checkpoint = store.load() if store.has_checkpoint else None
+    step = restore(trainer, checkpoint) if checkpoint is not None else 0
+    summary = TrainSummary(store.folder, step, step)
+    if step >= config.train.iterations:
+        return summary
+    store.write_config(config)
+    seconds_before = float(checkpoint.info.get("seconds", 0.0)) if checkpoint is not None else 0.0
+    run = _Run(trainer, store, _run_info(config, faces, seed), step, seconds_before)
+    with reusing_freed_memory() if torch_device.type == "cpu" else contextlib.nullcontext():
+        if checkpoint is None:
+            run.save(0.0)  # a step-0 checkpoint makes every later NaN rollback possible
+        _loop(run, summary, progress)
+    return summary
+
+
+class _Interval:
+    """Loss sums and step time since the last ``log.csv`` row."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps, self.seconds = 0, 0.0
+
+    def add(self, losses: dict[str, torch.Tensor], seconds: float) -> None:
+        for name, value in losses.items():
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.steps, self.seconds = self.steps + 1, self.seconds + seconds
+
+    def means(self) -> dict[str, float]:
+        return {name: float(total) / self.steps for name, total in self.sums.items()}
+
+
+def _loop(run: _Run, summary: TrainSummary, progress: bool) -> None:
+    train = run.config.train
+    faces_per_step = 2 * train.batch_size
+    interval = _Interval()
+    bar = tqdm(total=train.iterations, initial=run.step, unit="step", disable=not progress, dynamic_ncols=True)
+    try:
+        while run.step < train.iterations:
+            started = time.perf_counter()
+            try:
+                losses = run.trainer.step(run.step)
+            except NonFiniteLoss as error:
+                run.rollback(error)
+                interval = _Interval()
+                bar.reset(total=train.iterations)
+                bar.update(run.step)
+                continue
+            elapsed = time.perf_counter() - started
+            run.step += 1
+            summary.seconds += elapsed
+            interval.add(losses, elapsed)
+            bar.update(1)
+            if run.step % train.log_every == 0 or run.step == train.iterations:
+                summary.losses = interval.means()
+                speed = faces_per_step * interval.steps / max(interval.seconds, 1e-9)
+                run.log.append({"step": run.step, "seconds": run.seconds_before + summary.seconds,
+                                "faces_per_s": speed, "lr": run.trainer.opt_g.param_groups[0]["lr"],
+                                **summary.losses})
+                shown = {k: v for k, v in summary.losses.items() if k.endswith("_recon") or k.startswith("d_")}
+                bar.set_postfix_str(" ".join(f"{k} {v:.4f}" for k, v in shown.items()) + f" {speed:.1f} faces/s")
+                interval = _Interval()
+            if run.step % train.preview_every == 0 or run.step == train.iterations:
+                run.preview()
+            if run.step % train.save_every == 0 and run.step < train.iterations:
+                run.save(summary.seconds)
+        run.save(summary.seconds, background=False)
+    except KeyboardInterrupt:
+        bar.close()
+        run.save(summary.seconds, background=False)
+        log.warning("interrupted: saved step %d to %s", run.step, run.store.folder)
+        raise
+    finally:
+        bar.close()
+        run.log.close()
+    summary.step, summary.rollbacks = run.step, run.rollbacks
+    summary.faces_per_s = faces_per_step * (run.step - summary.start_step) / max(summary.seconds, 1e-9)

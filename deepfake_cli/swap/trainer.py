@@ -1,0 +1,230 @@
+"""One optimisation step of a swap model, and the state needed to resume it.
+
+``SwapTrainer`` owns the networks, optimisers, augmentation and random generator. Each step
+trains both identities at once: A's and B's warped faces go through the shared encoder as one
+batch, each half through its own decoder. A ``gan`` model also updates one discriminator per
+identity and blends its output with the input through the predicted alpha mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from deepfake_cli.errors import CheckpointError
+from deepfake_cli.runtime import autocast, autocast_dtype
+from deepfake_cli.swap.augment import Augmenter, Batch
+from deepfake_cli.swap.data import FaceSet
+from deepfake_cli.swap.losses import (
+    PerceptualLoss,
+    discriminator_loss,
+    edge_loss,
+    generator_adversarial_loss,
+    load_perceptual,
+    mask_total_variation,
+    weighted_l1,
+)
+from deepfake_cli.swap.models import SIDES
+from deepfake_cli.swap.networks import build_discriminators, build_generator
+from deepfake_cli.swap.schema import SwapConfig, active_terms, loss_weights
+
+Decoded = tuple[torch.Tensor, torch.Tensor | None]
+
+
+class NonFiniteLoss(Exception):
+    """A loss became NaN or infinite; ``names`` lists which."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+
+def composite(decoded: Decoded, face: torch.Tensor) -> torch.Tensor:
+    """The decoder's RGB, blended over ``face`` through its alpha mask when it has one."""
+    rgb, mask = decoded
+    rgb = rgb.float()
+    if mask is None:
+        return rgb
+    mask = mask.float()
+    return mask * rgb + (1.0 - mask) * face
+
+
+def _check_finite(losses: Mapping[str, torch.Tensor]) -> None:
+    values = torch.stack([v.detach().float() for v in losses.values()])
+    if not bool(torch.isfinite(values).all()):
+        raise NonFiniteLoss([k for k, v in losses.items() if not torch.isfinite(v).all()])
+
+
+class SwapTrainer:
+    """Networks, optimisers and augmentation of one training run; ``step`` trains one batch."""
+
+    def __init__(self, config: SwapConfig, faces: Mapping[str, FaceSet], device: torch.device, seed: int) -> None:
+        """Build networks and optimisers; loads the perceptual backbone if the loss uses it
+        (``BackendError`` if its weights cannot be had)."""
+        self.config, self.faces, self.device = config, faces, device
+        self.terms = active_terms(config)
+        self.perceptual: PerceptualLoss | None = None
+        if "perceptual" in self.terms:
+            self.perceptual = load_perceptual(config.perceptual.weights, config.perceptual.layers, device)
+        self.dtype = autocast_dtype(device, config.train.precision)
+        torch.manual_seed(seed)
+        self.generator = build_generator(config.model).to(device)
+        train = config.train
+        fused = device.type in ("cpu", "cuda")
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train.lr,
+                                      betas=(train.beta1, train.beta2), fused=fused)
+        self.discriminators: nn.ModuleDict | None = None
+        self.opt_d: torch.optim.Adam | None = None
+        if config.model.kind == "gan":
+            self.discriminators = build_discriminators(config.model).to(device)
+            self.opt_d = torch.optim.Adam(self.discriminators.parameters(), lr=train.lr_discriminator,
+                                          betas=(train.beta1, train.beta2), fused=fused)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        self.rng = torch.Generator(device=device)
+        self.rng.manual_seed(seed)
+        self.augment = Augmenter(config.augment, self.rng)
+        self.lr_scale = 1.0
+
+    @property
+    def loss_names(self) -> list[str]:
+        """Names of the logged losses: ``<side>_<term>`` per identity, ``d_<side>`` for a gan."""
+        names = [f"{side}_{term}" for side in SIDES for term in self.terms]
+        return names + ([f"d_{side}" for side in SIDES] if self.discriminators is not None else [])
+
+    def step(self, step: int) -> dict[str, torch.Tensor]:
+        """Train one batch of each identity at global ``step``; returns detached unweighted losses.
+
+        Raises ``NonFiniteLoss`` (before updating the generator) when a loss is NaN or infinite.
+        """
+        weights = loss_weights(self.config.loss, step)
+        batch_size = self.config.train.batch_size
+        batches = {side: self.augment(*self.faces[side].sample(batch_size, self.rng)) for side in SIDES}
+        with autocast(self.device, self.dtype):
+            latent = self.generator.encode(torch.cat([batches[side].warped for side in SIDES]))
+            halves = zip(SIDES, latent.chunk(2), strict=True)
+            decoded = {side: self.generator.decode(part, side) for side, part in halves}
+        outputs = {side: composite(decoded[side], batches[side].warped) for side in SIDES}
+        losses: dict[str, torch.Tensor] = {}
+        for side in SIDES:
+            losses.update(self._generator_terms(side, decoded[side], outputs[side], batches[side]))
+        if self.discriminators is not None:
+            losses.update(self._train_discriminators(batches, outputs))
+            losses.update(self._adversarial_terms(outputs))
+        _check_finite(losses)
+        total = sum(weights[name.split("_", 1)[1]] * value for name, value in losses.items()
+                    if not name.startswith("d_"))
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        return {name: value.detach() for name, value in losses.items()}
+
+    def _generator_terms(self, side: str, decoded: Decoded, output: torch.Tensor,
+                         batch: Batch) -> dict[str, torch.Tensor]:
+        """Unweighted generator losses of one side. With a mask, reconstruction averages the blended
+        output and the raw RGB, so the decoder learns the whole face whatever the mask does."""
+        (rgb, mask), target, terms = decoded, batch.target, {}
+        if "recon" in self.terms:
+            terms["recon"] = weighted_l1(output, target, batch.weight)
+            if mask is not None:
+                terms["recon"] = 0.5 * (terms["recon"] + weighted_l1(rgb.float(), target, batch.weight))
+        if "edge" in self.terms:
+            terms["edge"] = edge_loss(output, target)
+        if self.perceptual is not None:
+            with autocast(self.device, self.dtype):
+                terms["perceptual"] = self.perceptual(output, target)
+        if mask is not None and "mask_l1" in self.terms:
+            terms["mask_l1"] = mask.float().mean()
+        if mask is not None and "mask_tv" in self.terms:
+            terms["mask_tv"] = mask_total_variation(mask.float())
+        return {f"{side}_{term}": value for term, value in terms.items()}
+
+    def _train_discriminators(self, batches: Mapping[str, Batch],
+                              outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        assert self.discriminators is not None and self.opt_d is not None
+        mode = self.config.loss.adversarial_mode
+        with autocast(self.device, self.dtype):
+            losses = {f"d_{side}": discriminator_loss(self.discriminators[side](batches[side].target),
+                                                      self.discriminators[side](outputs[side].detach()), mode)
+                      for side in SIDES}
+        _check_finite(losses)
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler.scale(sum(losses.values())).backward()
+        self.scaler.step(self.opt_d)
+        return losses
+
+    def _adversarial_terms(self, outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        assert self.discriminators is not None
+        if "adversarial" not in self.terms:
+            return {}
+        mode = self.config.loss.adversarial_mode
+        self.discriminators.requires_grad_(False)
+        try:
+            with autocast(self.device, self.dtype):
+                return {f"{side}_adversarial": generator_adversarial_loss(self.discriminators[side](outputs[side]),
+                                                                          mode) for side in SIDES}
+        finally:
+            self.discriminators.requires_grad_(True)
+
+    @torch.no_grad()
+    def preview(self, faces: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Rows A, A->A, A->B, B, B->B, B->A (and for a gan the masks of A->B, B->A), in [0,1]."""
+        rows: list[torch.Tensor] = []
+        masks: list[torch.Tensor] = []
+        for side, other in zip(SIDES, reversed(SIDES), strict=True):
+            face = faces[side].float() / 255.0
+            with autocast(self.device, self.dtype):
+                latent = self.generator.encode(face)
+                same, swapped = self.generator.decode(latent, side), self.generator.decode(latent, other)
+            rows += [face, composite(same, face), composite(swapped, face)]
+            if swapped[1] is not None:
+                masks.append(swapped[1].float().expand(-1, 3, -1, -1))
+        return rows + masks
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Multiply the configured learning rates by ``scale`` (lowered after a NaN rollback)."""
+        self.lr_scale = scale
+        train = self.config.train
+        for optimizer, base in ((self.opt_g, train.lr), (self.opt_d, train.lr_discriminator)):
+            for group in optimizer.param_groups if optimizer is not None else []:
+                group["lr"] = base * scale
+
+    def model_state(self) -> dict[str, Any]:
+        """Network weights only (what ``model.pt`` holds)."""
+        state: dict[str, Any] = {"generator": self.generator.state_dict()}
+        if self.discriminators is not None:
+            state["discriminators"] = self.discriminators.state_dict()
+        return state
+
+    def training_state(self) -> dict[str, Any]:
+        """Optimiser, grad-scaler and random-generator state (what ``training.pt`` holds)."""
+        state: dict[str, Any] = {"opt_g": self.opt_g.state_dict(), "scaler": self.scaler.state_dict(),
+                                 "rng": self.rng.get_state(), "lr_scale": self.lr_scale}
+        if self.opt_d is not None:
+            state["opt_d"] = self.opt_d.state_dict()
+        return state
+
+    def load_model_state(self, state: Mapping[str, Any], where: str) -> None:
+        """Restore network weights; a mismatch with this architecture is a ``CheckpointError``."""
+        try:
+            self.generator.load_state_dict(state["generator"])
+            if self.discriminators is not None:
+                self.discriminators.load_state_dict(state["discriminators"])
+        except (KeyError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(f"weights do not fit the configured model: {first}", where) from None
+
+    def load_training_state(self, state: Mapping[str, Any], where: str) -> None:
+        """Restore optimisers, grad scaler, random generator and learning-rate scale."""
+        try:
+            self.opt_g.load_state_dict(state["opt_g"])
+            if self.opt_d is not None:
+                self.opt_d.load_state_dict(state["opt_d"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.rng.set_state(state["rng"].cpu())
+        except (KeyError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(f"optimiser state does not fit the configured model: {first}", where) from None
+        self.set_lr_scale(float(state.get("lr_scale", 1.0)))

@@ -1,0 +1,211 @@
+"""Swap building blocks: networks, losses, augmentation, face loading, config checks."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deepfake_cli.errors import BackendError, ConfigError, InputError
+from deepfake_cli.faces.align import template_points
+from deepfake_cli.swap import losses
+from deepfake_cli.swap.augment import Augmenter
+from deepfake_cli.swap.data import load_faces, region_weights
+from deepfake_cli.swap.models import SwapNet
+from deepfake_cli.swap.sagan import Discriminator, SelfAttention
+from deepfake_cli.swap.schema import AugmentConfig, LossConfig, ScheduleEntry, loss_weights
+from deepfake_cli.swap.train import swap_config
+
+TINY = dict(size=32, encoder_widths=(8, 16, 32), bottleneck=16, latent_channels=16, upscale_channels=16,
+            decoder_widths=(16, 8))
+
+
+def test_original_architecture_matches_the_classic_model() -> None:
+    with torch.device("meta"):
+        net = SwapNet()
+    convs = [m for m in net.encoder.convs.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [128, 256, 512, 1024]
+    assert all(c.kernel_size == (5, 5) and c.stride == (2, 2) for c in convs)
+    dense = [m for m in net.encoder.dense if isinstance(m, nn.Linear)]
+    assert [(d.in_features, d.out_features) for d in dense] == [(4 * 4 * 1024, 1024), (1024, 4 * 4 * 1024)]
+    decoder = net.decoders["a"]
+    assert [m.out_channels // 4 for m in decoder.upscales.modules() if isinstance(m, nn.Conv2d)] == [256, 128, 64]
+    assert decoder.rgb.kernel_size == (5, 5) and decoder.mask is None
+    params = sum(p.numel() for p in net.parameters())
+    assert 80e6 < params < 84e6
+    assert params * 4 <= 350e6  # fp32 weights of model.pt stay under the 350 MB budget
+
+
+def test_generator_shapes_ranges_and_mask() -> None:
+    torch.manual_seed(0)
+    face = torch.rand(2, 3, 32, 32)
+    rgb, mask = SwapNet(**TINY)(face, "a")
+    assert rgb.shape == (2, 3, 32, 32) and mask is None and 0 <= rgb.min() and rgb.max() <= 1
+    gan = SwapNet(**TINY, attention_at=(8, 16), mask=True)
+    assert sum(isinstance(m, SelfAttention) for m in gan.modules()) == 4  # encoder at 16 and 8, decoders at 16
+    rgb, mask = gan(face, "b")
+    assert mask is not None and mask.shape == (2, 1, 32, 32) and 0 <= mask.min() and mask.max() <= 1
+
+
+def test_fresh_self_attention_is_the_identity_and_learns_a_gate() -> None:
+    block = SelfAttention(16)
+    x = torch.randn(2, 16, 8, 8)
+    assert torch.equal(block(x), x)
+    with torch.no_grad():
+        block.gamma.fill_(1.0)
+    assert not torch.allclose(block(x), x)
+
+
+def test_discriminator_uses_spectral_norm_and_attention() -> None:
+    disc = Discriminator(32, (16, 32), attention_at=(8,))
+    logits = disc(torch.rand(3, 3, 32, 32))
+    assert logits.shape == (3, 1, 8, 8)
+    assert any(isinstance(m, SelfAttention) for m in disc.modules())
+    assert any("parametrizations.weight.original" in name for name in disc.state_dict())
+
+
+def test_weighted_l1_and_edge_loss() -> None:
+    target = torch.zeros(1, 3, 8, 8)
+    pred = target.clone()
+    pred[..., :4, :] = 1.0
+    weight = torch.ones(1, 1, 8, 8)
+    assert losses.weighted_l1(pred, target, weight) == pytest.approx(losses.weighted_l1(pred, target).item())
+    weight[..., :4, :] = 3.0  # errors in the weighted region count more
+    assert losses.weighted_l1(pred, target, weight) > losses.weighted_l1(pred, target)
+    assert losses.edge_loss(target, target) == 0
+    assert losses.edge_loss(pred, target) > 0
+    assert losses.mask_total_variation(torch.ones(1, 1, 8, 8)) == 0
+
+
+def test_adversarial_losses() -> None:
+    real, fake = torch.ones(4), torch.zeros(4)
+    assert losses.discriminator_loss(real, fake, "lsgan") == 0  # a perfect discriminator
+    assert losses.generator_adversarial_loss(fake, "lsgan") == 1
+    assert losses.discriminator_loss(real, -real, "hinge") == 0
+    assert losses.generator_adversarial_loss(real, "hinge") == -1
+
+
+def test_perceptual_loss_random_and_from_a_local_file(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    random = losses.load_perceptual("random", ["relu1_2", "relu2_2"], torch.device("cpu"))
+    image = torch.rand(1, 3, 32, 32)
+    assert random(image, image) == 0 and random(image, image.flip(-1)) > 0
+    assert not any(p.requires_grad for p in random.parameters())
+    path = tmp_path / "vgg19.pth"
+    torch.save({f"features.{k}": v for k, v in random.features.state_dict().items()}, path)
+    loaded = losses.load_perceptual(str(path), ["relu1_2", "relu2_2"], torch.device("cpu"))
+    assert torch.equal(loaded.features[0].weight, random.features[0].weight)
+    with pytest.raises(BackendError, match="do not fit"):
+        losses.load_perceptual(str(path), ["relu4_4"], torch.device("cpu"))
+
+
+def test_perceptual_weights_offline_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(losses.VGG19_Weights.IMAGENET1K_V1, "get_state_dict", offline)
+    with pytest.raises(BackendError) as info:
+        losses.load_perceptual("imagenet", ["relu1_2"], torch.device("cpu"))
+    assert "perceptual.weights=PATH" in str(info.value) and "loss.perceptual=0" in str(info.value)
+    with pytest.raises(BackendError, match="not found"):
+        losses.load_perceptual("/no/such/vgg.pth", ["relu1_2"], torch.device("cpu"))
+
+
+def _augmenter(seed: int = 0, **values: float) -> Augmenter:
+    none = dict(rotation=0.0, zoom=0.0, shift=0.0, flip=0.0, warp=0.0, brightness=0.0, contrast=0.0,
+                saturation=0.0)
+    return Augmenter(AugmentConfig(**{**none, **values}), torch.Generator().manual_seed(seed))
+
+
+def test_augmentation_without_randomness_returns_the_faces() -> None:
+    faces = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    batch = _augmenter()(faces, torch.ones(4, 1, 16, 16))
+    expected = faces.float() / 255
+    assert torch.allclose(batch.target, expected, atol=1e-5) and torch.allclose(batch.warped, expected, atol=1e-5)
+    assert batch.weight is not None and torch.allclose(batch.weight, torch.ones(4, 1, 16, 16))
+
+
+def test_flip_moves_faces_and_weights_together() -> None:
+    faces = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    weight = torch.ones(2, 1, 16, 16)
+    weight[..., :4] = 3.0
+    batch = _augmenter(flip=1.0)(faces, weight)
+    assert torch.allclose(batch.target, faces.float().flip(-1) / 255, atol=1e-5)
+    assert batch.weight is not None and torch.allclose(batch.weight, weight.flip(-1), atol=1e-5)
+
+
+def test_random_warp_distorts_only_the_input_and_is_seeded() -> None:
+    faces = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    first = _augmenter(seed=3, warp=0.03, rotation=10.0, brightness=0.1)(faces)
+    again = _augmenter(seed=3, warp=0.03, rotation=10.0, brightness=0.1)(faces)
+    assert torch.equal(first.warped, again.warped) and torch.equal(first.target, again.target)
+    assert (first.warped - first.target).abs().mean() > 0.01
+    assert first.weight is None and 0 <= first.warped.min() and first.warped.max() <= 1
+
+
+def test_loss_schedule() -> None:
+    config = LossConfig(adversarial=0.1, schedule=[ScheduleEntry(0, "adversarial", 0.0),
+                                                   ScheduleEntry(100, "adversarial", 0.2)])
+    assert loss_weights(config, 0)["adversarial"] == 0.0
+    assert loss_weights(config, 99)["adversarial"] == 0.0
+    assert loss_weights(config, 100)["adversarial"] == 0.2
+    assert loss_weights(config, 100)["recon"] == 1.0
+
+
+def test_region_weights_mark_eyes_and_mouth() -> None:
+    points = template_points(64, 0.625)
+    weights = region_weights(points, 64, eye=3.0, mouth=2.0)
+    eye = points[36:42].mean(axis=0).round().astype(int)
+    mouth = points[[51, 57]].mean(axis=0).round().astype(int)
+    assert weights[eye[1], eye[0]] == 3.0 and weights[mouth[1], mouth[0]] == 2.0
+    assert weights[2, 2] == 1.0 and set(np.unique(weights)) == {1.0, 2.0, 3.0}
+
+
+def test_load_faces_with_alignments(faces_a: Path) -> None:
+    faces = load_faces(faces_a, 32, device="cpu")
+    assert faces.images.dtype == torch.uint8 and faces.images.shape == (len(faces), 3, 32, 32)
+    assert faces.weights is not None and float(faces.weights.max()) == 3.0
+    assert faces.alignments is not None and len(faces) == len(faces.alignments.faces)
+
+
+def test_load_faces_without_alignments_warns(faces_a: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logging.getLogger("deepfake_cli"), "propagate", True)  # the CLI may have turned it off
+    for png in sorted(faces_a.glob("*.png"))[:10]:
+        shutil.copy(png, tmp_path / png.name)
+    faces = load_faces(tmp_path, 32, crop=0.8, device="cpu")
+    assert len(faces) == 10 and faces.weights is None
+    assert "without eye/mouth" in caplog.text
+
+
+def test_too_few_or_missing_faces(faces_a: Path, tmp_path: Path) -> None:
+    for png in sorted(faces_a.glob("*.png"))[:5]:
+        shutil.copy(png, tmp_path / png.name)
+    with pytest.raises(InputError, match="at least 8"):
+        load_faces(tmp_path, 32)
+    with pytest.raises(InputError, match="not found"):
+        load_faces(tmp_path / "missing", 32)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.size=36", "divisible"),
+    ("model.decoder_widths=[8]", "decoder_widths"),
+    ("train.lr=0", "train.lr"),
+    ("loss.recon=-1", "negative"),
+    ("loss.schedule=[{start: 0, term: bogus, weight: 1}]", "term"),
+])
+def test_invalid_configs_are_config_errors(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        swap_config(tmp_path, "tiny", overrides=[override])
+
+
+def test_presets_load(tmp_path: Path) -> None:
+    kinds = {name: swap_config(tmp_path, name).model for name in ("tiny", "tiny-gan", "original", "gan")}
+    assert kinds["tiny"].size <= 64 and kinds["tiny-gan"].kind == "gan"
+    assert kinds["original"].size == 64 and kinds["gan"].size == 128 and kinds["gan"].attention_at
