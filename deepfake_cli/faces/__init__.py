@@ -23,12 +23,17 @@ def create_backend(
     fan_weights: str | Path | None = None,
     flip_input: bool = False,
     score_threshold: float = 0.8,
+    detector_threads: int | None = None,
 ) -> FaceBackend:
-    """Build the face backend ``name`` (``offline`` or ``fan``)."""
+    """Build the face backend ``name`` (``offline`` or ``fan``).
+
+    ``detector_threads`` pins the offline detector's thread count (and stops its idle spinning);
+    None keeps onnxruntime's default.
+    """
     if name == "offline":
         from deepfake_cli.faces.offline import OfflineBackend
 
-        return OfflineBackend(score_threshold=score_threshold)
+        return OfflineBackend(score_threshold=score_threshold, threads=detector_threads)
     if name == "fan":
         from deepfake_cli.faces.fan import FanBackend
 

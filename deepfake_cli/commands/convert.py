@@ -1,0 +1,68 @@
+"""``dfk convert``: swap faces in videos, images and folders with a trained model."""
+
+from __future__ import annotations
+
+import click
+
+from deepfake_cli.commands import device_option, resolve_device_name, settings
+from deepfake_cli.faces.blend import BLEND_METHODS
+from deepfake_cli.faces.color import COLOR_METHODS
+from deepfake_cli.faces.masks import MASK_KINDS
+from deepfake_cli.swap.convert import DIRECTIONS, ConvertError, ConvertOptions
+from deepfake_cli.swap.convert import convert as run_convert
+
+
+@click.command("convert")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=str))
+@click.option("-m", "--model", "model_dir", required=True, type=click.Path(file_okay=False),
+              help="Trained swap model folder (from train-swap).")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output video file for a video; output folder for images or folders.")
+@click.option("--direction", type=click.Choice(DIRECTIONS), default="a2b", show_default=True,
+              help="a2b puts face B onto videos of A; b2a the reverse.")
+@click.option("--alignments", type=click.Path(), default=None,
+              help="Reuse landmarks from extract's alignments.json instead of detecting faces.")
+@click.option("--mask", type=click.Choice(MASK_KINDS), default=None,
+              help="Blend mask: learned (gan models), hull of the landmarks, or combined "
+                   "[default: learned for gan models, else hull].")
+@click.option("--erode", type=float, default=None, metavar="PX",
+              help="Shrink the mask by PX pixels (negative grows it) [default: 12% of the eye distance].")
+@click.option("--blur", type=float, default=None, metavar="PX",
+              help="Feather the mask edge, Gaussian sigma in PX [default: 8% of the eye distance].")
+@click.option("--color", type=click.Choice(COLOR_METHODS), default="avg", show_default=True,
+              help="Match the swapped face's colours to the original face.")
+@click.option("--blend", type=click.Choice(BLEND_METHODS), default="feather", show_default=True,
+              help="feather: alpha blend; poisson: OpenCV seamless clone.")
+@click.option("--smooth", type=float, default=1.0, show_default=True,
+              help="Landmark smoothing over time (One-Euro filter); higher is steadier, 0 turns it off.")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Faces per model call.")
+@click.option("--crf", type=int, default=18, show_default=True,
+              help="Video quality (x264/x265 CRF, lower is better).")
+@click.option("--codec", default="libx264", show_default=True,
+              help="ffmpeg video encoder, e.g. libx264, libx265, mpeg4.")
+@click.option("--watermark", is_flag=True,
+              help="Stamp a visible 'SYNTHETIC' label on every frame of a converted video and on every "
+                   "image whose face was swapped.")
+@device_option
+@click.pass_context
+def convert(ctx: click.Context, input_path: str, model_dir: str, output: str, direction: str, alignments: str | None,
+            mask: str | None, erode: float | None, blur: float | None, color: str, blend: str, smooth: float,
+            batch_size: int, crf: int, codec: str, watermark: bool, device: str | None) -> None:
+    """Swap faces in a video, an image or a folder of them; outputs are tagged as synthetic media.
+
+    \b
+    Examples:
+      dfk convert data/alice.mp4 -m models/alice_bob -o data/alice_as_bob.mp4
+      dfk convert data/clips/ -m models/alice_bob -o data/swapped/ --blend poisson --watermark
+    """
+    options = ConvertOptions(
+        direction=direction, mask=mask, erode=erode, blur=blur, color=color, blend=blend, smooth=smooth,
+        batch_size=batch_size, crf=crf, codec=codec, watermark=watermark, alignments=alignments,
+        device=resolve_device_name(ctx, device),
+    )
+    summary = run_convert(input_path, output, model_dir, options, progress=settings(ctx).show_progress)
+    if len(summary.results) > 1 or summary.failed:
+        click.echo(summary.table())
+    click.echo(summary.line())
+    if summary.failed:
+        raise ConvertError(f"{len(summary.failed)} of {len(summary.results)} inputs could not be converted")

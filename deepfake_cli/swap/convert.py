@@ -1,0 +1,303 @@
+"""The convert stage: swap faces in videos, images and folders with a trained swap model.
+
+``convert(input, output, model_dir, options)`` handles three shapes of input:
+
+* a video -> a video (same size, fps and frame count; audio copied; provenance tags);
+* an image or a folder of images -> a folder of images (faceless images copied byte for byte);
+* a folder of videos (and images) -> a folder mirroring it; a file that fails is reported and
+  skipped, the others are converted; failures are listed in ``summary.failed`` (the CLI then
+  prints the table and exits non-zero with ``ConvertError``).
+
+Each source streams through ``run_pipeline``: decode -> faces -> model (batched) -> blend -> encode.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from tqdm import tqdm
+
+from deepfake_cli.checkpoint import atomic_path
+from deepfake_cli.errors import ConfigError, DfkError, InputError
+from deepfake_cli.faces import BACKENDS, FaceBackend, create_backend
+from deepfake_cli.faces.blend import BLEND_METHODS
+from deepfake_cli.faces.color import COLOR_METHODS
+from deepfake_cli.faces.masks import MASK_KINDS, MaskShape
+from deepfake_cli.media.alignments import load_alignments
+from deepfake_cli.media.images import is_image, read_image
+from deepfake_cli.media.sources import collect_sources, estimated_frames
+from deepfake_cli.media.video import VideoReader, VideoWriter, is_video
+from deepfake_cli.runtime import resolve_device
+from deepfake_cli.swap.convert_faces import DetectingLocator, FaceLocator, StoredLocator
+from deepfake_cli.swap.convert_frames import BlendSettings, FrameJob, FrameSwapper, SwapModelLike
+from deepfake_cli.swap.convert_pipeline import Stage, StageTimes, run_pipeline
+from deepfake_cli.swap.convert_provenance import encode_tagged_image, provenance_text, video_metadata
+from deepfake_cli.swap.loader import load_swap_model
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("a2b", "b2a")
+
+
+class ConvertError(DfkError):
+    """Some inputs of a batch could not be converted (the others were)."""
+
+
+@dataclass
+class ConvertOptions:
+    """How to convert; ``mask=None`` picks ``learned`` for gan models and ``hull`` otherwise."""
+
+    direction: str = "a2b"
+    mask: str | None = None
+    erode: float | None = None
+    blur: float | None = None
+    color: str = "avg"
+    blend: str = "feather"
+    smooth: float = 1.0
+    batch_size: int = 8
+    crf: int = 18
+    codec: str = "libx264"
+    watermark: bool = False
+    alignments: str | None = None
+    detector: str = "offline"
+    device: str = "auto"
+
+    def check(self) -> None:
+        """Reject out-of-range values with a clear message."""
+        for name, value, allowed in (("--direction", self.direction, DIRECTIONS),
+                                     ("--color", self.color, COLOR_METHODS),
+                                     ("--blend", self.blend, BLEND_METHODS),
+                                     ("--detector", self.detector, BACKENDS)):
+            if value not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.mask is not None and self.mask not in MASK_KINDS:
+            raise ConfigError(f"--mask must be one of {', '.join(MASK_KINDS)}; got {self.mask!r}")
+        if self.blur is not None and self.blur < 0:
+            raise ConfigError(f"--blur must be >= 0; got {self.blur}")
+        if self.smooth < 0:
+            raise ConfigError(f"--smooth must be >= 0 (0 turns smoothing off); got {self.smooth}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1; got {self.batch_size}")
+        if not 0 <= self.crf <= 51:
+            raise ConfigError(f"--crf must be within 0..51; got {self.crf}")
+
+    def blend_settings(self, model_kind: str) -> BlendSettings:
+        """The blending settings for a model of ``model_kind`` (``original`` or ``gan``)."""
+        mask = self.mask or ("learned" if model_kind == "gan" else "hull")
+        if mask != "hull" and model_kind != "gan":
+            raise ConfigError(f"--mask {mask} needs a gan model (a {model_kind} model predicts no mask); use hull")
+        return BlendSettings(mask=mask, mask_shape=MaskShape(self.erode, self.blur), color=self.color,
+                             blend=self.blend, watermark=self.watermark)
+
+
+@dataclass
+class SourceResult:
+    """What happened to one input file."""
+
+    source: Path
+    output: Path
+    kind: str
+    frames: int = 0
+    swapped: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class ConvertSummary:
+    """What one convert run did, per input file, with pipeline stage timings."""
+
+    results: list[SourceResult] = field(default_factory=list)
+    times: StageTimes = field(default_factory=StageTimes)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[SourceResult]:
+        """Inputs that could not be converted."""
+        return [r for r in self.results if r.error]
+
+    def line(self) -> str:
+        """A one-line summary for the terminal."""
+        done = [r for r in self.results if not r.error]
+        frames = sum(r.frames for r in done)
+        swapped = sum(r.swapped for r in done)
+        fps = frames / self.seconds if self.seconds > 0 else 0.0
+        text = (f"convert: {len(done)} of {len(self.results)} inputs, {frames} frames "
+                f"({swapped} with a swapped face) in {self.seconds:.1f}s ({fps:.1f} fps)")
+        return text + (f", {len(self.failed)} failed" if self.failed else "")
+
+    def table(self) -> str:
+        """A plain-text table: one row per video and per failed image, one row for all other images."""
+        rows = [r for r in self.results if r.kind == "video" or r.error]
+        images = [r for r in self.results if r.kind == "image" and not r.error]
+        lines = [f"{'status':<7} {'frames':>7} {'swapped':>7} {'fps':>6}  input -> output / error"]
+        for r in rows:
+            fps = f"{r.frames / r.seconds:.1f}" if r.seconds > 0 and not r.error else "-"
+            detail = f"error: {r.error}" if r.error else str(r.output)
+            status = "FAILED" if r.error else "ok"
+            lines.append(f"{status:<7} {r.frames:>7} {r.swapped:>7} {fps:>6}  {r.source} -> {detail}")
+        if images:
+            folder = os.path.commonpath([r.output.parent for r in images])
+            lines.append(f"{'ok':<7} {len(images):>7} {sum(r.swapped for r in images):>7} {'-':>6}  "
+                         f"{len(images)} images -> {folder}")
+        return "\n".join(lines)
+
+
+def _plan(input_path: Path, output: Path) -> list[tuple[Path, Path]]:
+    """``(source, target)`` pairs: where each input file's result goes."""
+    if not input_path.exists():
+        raise InputError("input not found", str(input_path))
+    if input_path.is_file():
+        if is_video(input_path):
+            target = output / input_path.name if output.is_dir() or not output.suffix else output
+            if not is_video(target):
+                raise InputError("output of a video must be a video file (.mp4, .mkv, ...) or a folder", str(output))
+        elif is_image(input_path):
+            if output.suffix and not output.is_dir():
+                raise InputError("output of images is a folder; give a folder path", str(output))
+            target = output / input_path.name
+        else:
+            raise InputError("not an image or video file (unknown suffix)", str(input_path))
+        pairs = [(input_path, target)]
+    else:
+        if output.exists() and not output.is_dir():
+            raise InputError("output of a folder must be a folder", str(output))
+        if output.resolve().is_relative_to(input_path.resolve()):
+            raise InputError("output folder must not be inside the input folder", str(output))
+        pairs = [(s, output / s.relative_to(input_path)) for s in collect_sources([input_path])]
+    for source, target in pairs:
+        if target.resolve() == source.resolve():
+            raise InputError("output would overwrite the input; choose another output", str(target))
+    return pairs
+
+
+class _Run:
+    """One convert run: the model, the face locator and the swapper shared by every source."""
+
+    def __init__(self, model: SwapModelLike, model_dir: Path, options: ConvertOptions,
+                 backend: FaceBackend | None, device: torch.device) -> None:
+        self.options = options
+        self.swapper = FrameSwapper(model, options.direction, options.blend_settings(model.kind), device)
+        if options.alignments:
+            self.stored: StoredLocator | None = StoredLocator(load_alignments(options.alignments))
+            self.locator: FaceLocator = self.stored
+        else:
+            self.stored = None
+            # one detector thread: the other stages use the other cores meanwhile
+            self.locator = DetectingLocator(backend or create_backend(options.detector, device=device.type,
+                                                                      detector_threads=1))
+        self.provenance = provenance_text(model_dir, options.direction)
+        self.summary = ConvertSummary()
+
+    def stages(self, write: Stage[FrameJob]) -> list[Stage[FrameJob]]:
+        """The pipeline after decoding: faces -> model -> blend -> ``write``."""
+        swapper = self.swapper
+        return [Stage("faces", swapper.find_faces), Stage("model", swapper.run_model, self.options.batch_size),
+                Stage("blend", swapper.compose), write]
+
+    def video(self, source: Path, target: Path, bar: tqdm) -> SourceResult:
+        """Convert one video into ``target``."""
+        result = SourceResult(source, target, "video")
+        reader = VideoReader(source)
+        if self.stored is not None and not self.stored.has(source):
+            raise InputError("the alignments file lists no faces for this video", str(source))
+        info = reader.info
+        self.swapper.start_source(self.locator, info.fps, self.options.smooth, label_all=True)
+        with VideoWriter(target, info.width, info.height, info.fps, audio_from=source, codec=self.options.codec,
+                         crf=self.options.crf, metadata=video_metadata(self.provenance)) as writer:
+            def write(jobs: list[FrameJob]) -> None:
+                for job in jobs:
+                    writer.write(job.output)
+
+            frames = (FrameJob(source, i, frame) for i, frame in enumerate(reader))
+            for job in run_pipeline(frames, self.stages(Stage("encode", write)), times=self.summary.times):
+                result.frames += 1
+                result.swapped += job.swapped > 0
+                bar.update(1)
+        return result
+
+    def images(self, pairs: list[tuple[Path, Path]], bar: tqdm) -> list[SourceResult]:
+        """Convert images (each on its own, unsmoothed) into their targets; bad ones are reported."""
+        results: list[SourceResult] = []
+
+        def jobs() -> Iterator[FrameJob]:
+            for source, target in pairs:
+                try:
+                    frame = read_image(source)
+                except InputError as exc:
+                    results.append(SourceResult(source, target, "image", error=exc.message))
+                    log.warning("skipping: %s", exc)
+                    bar.update(1)
+                    continue
+                yield FrameJob(source, 0, frame, target=target)
+
+        self.swapper.start_source(self.locator, 25.0, 0.0)
+        for job in run_pipeline(jobs(), self.stages(Stage("encode", self._write_images)), times=self.summary.times):
+            results.append(SourceResult(job.source, job.target, "image", frames=1, swapped=job.swapped))
+            bar.update(1)
+        return results
+
+    def _write_images(self, jobs: list[FrameJob]) -> None:
+        for job in jobs:
+            assert job.target is not None and job.output is not None
+            with atomic_path(job.target) as tmp:
+                if job.swapped:
+                    tmp.write_bytes(encode_tagged_image(job.output, job.target.suffix, self.provenance))
+                else:
+                    shutil.copyfile(job.source, tmp)
+
+
+def convert(
+    input_path: str | Path,
+    output: str | Path,
+    model_dir: str | Path,
+    options: ConvertOptions | None = None,
+    progress: bool = True,
+    backend: FaceBackend | None = None,
+    model: SwapModelLike | None = None,
+) -> ConvertSummary:
+    """Swap the faces in ``input_path`` (video, image or folder) into ``output`` with a trained model.
+
+    ``model`` skips loading ``model_dir`` (which then only names the model in the provenance tag);
+    ``backend`` replaces the face detector. A single input that fails raises its error; in a
+    folder, a file that fails is logged and listed in ``summary.failed`` and the rest converted.
+    """
+    options = options or ConvertOptions()
+    options.check()
+    source_root, target_root = Path(input_path), Path(output)
+    pairs = _plan(source_root, target_root)
+    device = resolve_device(options.device)
+    run = _Run(model or load_swap_model(model_dir, device), Path(model_dir), options, backend, device)
+    started = time.perf_counter()
+    videos = [(s, t) for s, t in pairs if is_video(s)]
+    images = [(s, t) for s, t in pairs if is_image(s)]
+    total = sum(estimated_frames(s) for s, _ in pairs)
+    batch = source_root.is_dir()
+    with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
+        for source, target in videos:
+            bar.set_description(source.name[:24])
+            begun = time.perf_counter()
+            try:
+                result = run.video(source, target, bar)
+            except DfkError as exc:
+                if not batch:
+                    raise
+                log.warning("skipping: %s", exc)
+                result = SourceResult(source, target, "video", error=exc.message)
+            result.seconds = time.perf_counter() - begun
+            run.summary.results.append(result)
+        if images:
+            bar.set_description("images")
+            run.summary.results.extend(run.images(images, bar))
+    run.summary.seconds = time.perf_counter() - started
+    if not batch and run.summary.failed:
+        failed = run.summary.failed[0]
+        raise InputError(failed.error or "conversion failed", str(failed.source))
+    return run.summary
