@@ -21,7 +21,13 @@ from deepfake_cli.runtime import DEVICE_CHOICES
 # Module name in deepfake_cli.commands -> click command attribute. Only implemented stages.
 COMMAND_MODULES = {
     "extract": "extract",
+    "train_swap": "train_swap",
+    "convert": "convert",
     "evaluate": "evaluate",
+    "make_dataset": "make_dataset",
+    "demo": "demo",
+    "train_detect": "train_detect",
+    "detect": "detect",
 }
 
 
