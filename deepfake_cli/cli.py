@@ -13,25 +13,43 @@ import sys
 
 import click
 
-from deepfake_cli import __version__
+from deepfake_cli import DEVICE_CHOICES, __version__
 from deepfake_cli.commands import Settings, setup_logging
 from deepfake_cli.errors import DfkError
-from deepfake_cli.runtime import DEVICE_CHOICES
 
-# Module name in deepfake_cli.commands -> click command attribute. Only implemented stages.
-COMMAND_MODULES = {
-    "extract": "extract",
-    "train_swap": "train_swap",
-    "convert": "convert",
-    "evaluate": "evaluate",
-    "make_dataset": "make_dataset",
-    "demo": "demo",
-    "train_detect": "train_detect",
-    "detect": "detect",
+# Command name -> (module in deepfake_cli.commands, click command attribute, one-line help).
+# Modules are imported only when their command runs, so `dfk --help` starts fast.
+COMMANDS = {
+    "extract": ("extract", "extract", "Find, landmark and align faces (PNGs + alignments.json)."),
+    "train-swap": ("train_swap", "train_swap", "Train a face-swap model on two face sets (resumable)."),
+    "convert": ("convert", "convert", "Swap faces in a video, image or folder with a trained model."),
+    "train-detect": ("train_detect", "train_detect", "Train a ConvLSTM deepfake detector."),
+    "detect": ("detect", "detect", "Score videos/images as real or fake."),
+    "evaluate": ("evaluate", "evaluate", "Measure a swap: identity transfer, landmark NME, background PSNR."),
+    "make-dataset": ("make_dataset", "make_dataset", "Make a labelled real/fake dataset with swap models."),
+    "demo": ("demo", "demo", "Run the whole pipeline offline on embedded data, with a report."),
 }
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A click group that imports each command's module only when that command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, attribute, _ = entry
+        return getattr(importlib.import_module(f"deepfake_cli.commands.{module}"), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, text) for name, (_, _, text) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="dfk")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
               help="Where models run; commands accept --device too.")
@@ -44,19 +62,14 @@ def dfk(ctx: click.Context, device: str, seed: int, debug: bool, verbose: int, q
     """dfk: make face-swap deepfakes and detect them.
 
     \b
-    Pipeline:
-      extract       find, landmark and align faces (PNGs + alignments.json)
-      train-swap    train a face-swap model on two face sets
-      convert       swap faces in a video or image folder
-      train-detect  train a ConvLSTM deepfake detector
-      detect        score videos/images as real or fake
+    Pipeline: extract -> train-swap -> convert; train-detect -> detect.
+    Try `dfk demo -o runs/demo --quick` to see every stage work offline.
     """
     ctx.obj = Settings(device=device, seed=seed, debug=debug, verbosity=-1 if quiet else verbose)
     setup_logging(ctx.obj.verbosity)
+    from deepfake_cli.runtime import configure_threads  # torch loads only when a command runs
 
-
-for _module, _attr in COMMAND_MODULES.items():
-    dfk.add_command(getattr(importlib.import_module(f"deepfake_cli.commands.{_module}"), _attr))
+    configure_threads()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,9 +10,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from deepfake_cli import DEVICE_CHOICES
 from deepfake_cli.errors import ConfigError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -38,19 +38,36 @@ def seed_everything(seed: int) -> None:
 
 
 def configure_threads(num_threads: int | None = None) -> None:
-    """Use every core for intra-op parallelism unless told otherwise (DFK_THREADS)."""
-    wanted = num_threads or int(os.environ.get("DFK_THREADS", "0")) or os.cpu_count() or 1
-    torch.set_num_threads(wanted)
+    """Set torch's intra-op threads to ``num_threads``, else to the DFK_THREADS variable if set."""
+    try:
+        wanted = num_threads or int(os.environ.get("DFK_THREADS", "0") or 0)
+    except ValueError:
+        raise ConfigError(f"DFK_THREADS must be a whole number, got {os.environ['DFK_THREADS']!r}") from None
+    if wanted > 0:
+        torch.set_num_threads(wanted)
 
 
-def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (fp32|bf16|fp16|auto) on ``device``; None = fp32."""
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    try:
+        flags = open("/proc/cpuinfo", encoding="ascii", errors="ignore").read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def autocast_dtype(device: torch.device, precision: str, cpu_bf16_when_native: bool = False) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` (fp32|bf16|fp16|auto) on ``device``; None = fp32.
+
+    ``auto`` is bf16 (or fp16) on CUDA; on a CPU it is fp32, or bf16 when
+    ``cpu_bf16_when_native`` and the CPU has native bf16 instructions.
+    """
     if precision == "fp32":
         return None
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return None
+        return torch.bfloat16 if cpu_bf16_when_native and native_cpu_bf16() else None
     if precision == "bf16":
         return torch.bfloat16
     if precision == "fp16":

@@ -30,3 +30,17 @@ def test_cuda_on_a_machine_without_one_is_a_clear_error(run_dfk, tmp_path) -> No
         return
     result = run_dfk("--device", "cuda", "extract", tmp_path, "-o", tmp_path / "out")
     assert result.code != 0 and "no CUDA GPU" in result.err
+
+
+def test_every_listed_command_loads_and_has_help(run_dfk) -> None:
+    from deepfake_cli.cli import COMMANDS
+
+    for name in COMMANDS:
+        result = run_dfk(name, "--help")
+        assert result.code == 0 and "Usage: dfk " + name in result.out, (name, result)
+
+
+def test_top_level_help_does_not_load_torch() -> None:
+    code = "import sys; from deepfake_cli.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip().endswith("False"), done

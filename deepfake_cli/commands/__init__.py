@@ -9,7 +9,7 @@ from typing import Any, Callable
 import click
 import tqdm
 
-from deepfake_cli.runtime import DEVICE_CHOICES
+from deepfake_cli import DEVICE_CHOICES
 
 
 @dataclass

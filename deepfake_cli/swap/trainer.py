@@ -68,7 +68,7 @@ class SwapTrainer:
         self.perceptual: PerceptualLoss | None = None
         if "perceptual" in self.terms:
             self.perceptual = load_perceptual(config.perceptual.weights, config.perceptual.layers, device)
-        self.dtype = autocast_dtype(device, config.train.precision)
+        self.dtype = autocast_dtype(device, config.train.precision, cpu_bf16_when_native=True)
         torch.manual_seed(seed)
         self.generator = build_generator(config.model).to(device)
         train = config.train
