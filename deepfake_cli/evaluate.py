@@ -6,7 +6,8 @@
   is within dlib's same-person distance (0.6) of identity B *and* nearer B than A by ``margin``,
   so a blurred average face does not count;
 * **landmark NME** — mean distance between the source frame's and converted frame's 68 landmarks,
-  normalised by the source's inter-ocular distance (expression and pose retention);
+  normalised by the source's inter-ocular distance (outer eye corners, as in the 300-W benchmark):
+  expression and pose retention;
 * **background PSNR** — PSNR between source and converted pixels outside the (dilated) face hull;
 * **faces found** — share of converted frames where a face is detected.
 """
@@ -73,6 +74,15 @@ def _face_region(landmarks: np.ndarray, shape: tuple[int, ...], grow: float = 0.
     return cv2.dilate(mask, kernel).astype(bool)
 
 
+def landmark_nme(reference: np.ndarray, other: np.ndarray) -> float:
+    """Mean point distance between two 68-point sets over the reference's inter-ocular distance.
+
+    Inter-ocular distance follows the 300-W convention: between the outer eye corners (36 and 45).
+    """
+    iod = float(np.linalg.norm(reference[36] - reference[45]))
+    return float(np.linalg.norm(reference - other, axis=1).mean()) / max(iod, 1e-6)
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) if a.size else 0.0
     return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
@@ -119,9 +129,7 @@ def evaluate(
         dist_b.append(db)
         transferred += db < SAME_PERSON_DISTANCE and da - db > margin
         if src_faces and src_faces[0].has_68 and out_faces[0].has_68:
-            lm_src, lm_out = src_faces[0].landmarks, out_faces[0].landmarks
-            iod = float(np.linalg.norm(lm_src[36:42].mean(0) - lm_src[42:48].mean(0)))
-            nme.append(float(np.linalg.norm(lm_src - lm_out, axis=1).mean()) / max(iod, 1e-6))
+            nme.append(landmark_nme(src_faces[0].landmarks, out_faces[0].landmarks))
     if frames == 0:
         raise InputError("no frames to compare", str(converted))
     psnr = _psnr(np.concatenate(background_src), np.concatenate(background_out)) if background_src else float("nan")
