@@ -4,7 +4,8 @@ A stage declares its settings as (nested) dataclasses. ``load_config`` merges, i
 schema's defaults, a named preset from ``configs/<stage>/<name>.yaml`` (installed as the package
 ``deepfake_cli.presets``), an optional YAML file and ``--set`` overrides, then validates every key
 and type. Unknown keys and wrong types raise ``ConfigError`` naming the key and the valid choices.
-A preset may start from another with ``inherit: <name>``.
+A preset may start from another with ``inherit: <name>``; a config file that starts with
+``inherit: <preset>`` builds on that preset instead of ``--preset``.
 """
 
 from __future__ import annotations
@@ -98,10 +99,14 @@ def load_config(
         path = Path(config_file)
         if not path.is_file():
             raise ConfigError("config file not found", str(path))
-        file_data = _read_yaml(path.read_text(encoding="utf-8"), str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError("config file is not UTF-8 text", str(path)) from None
+        file_data = _read_yaml(text, str(path))
         parent = file_data.pop("inherit", None)
-        if parent is not None:
-            data = deep_merge(read_preset(stage, str(parent)), data)
+        if parent is not None:  # the file names its own base preset, replacing --preset
+            data = read_preset(stage, str(parent))
         data = deep_merge(data, file_data)
     for override in overrides:
         data = deep_merge(data, parse_override(override))

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,18 +84,35 @@ def landmark_nme(reference: np.ndarray, other: np.ndarray) -> float:
     return float(np.linalg.norm(reference - other, axis=1).mean()) / max(iod, 1e-6)
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) if a.size else 0.0
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
 def _paired(source: str | Path, converted: str | Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Source and converted frames side by side; a length or size mismatch is an ``InputError``."""
     src, out = media_frames(source), media_frames(converted)
-    for a, b in zip(src, out):
+    missing = object()
+    for a, b in itertools.zip_longest(src, out, fillvalue=missing):
+        if a is missing or b is missing:
+            raise InputError("source and converted clips have different frame counts", str(converted))
         if a.shape != b.shape:
             raise InputError(f"frame sizes differ: source {a.shape[1]}x{a.shape[0]}, converted {b.shape[1]}x{b.shape[0]}",
                              str(converted))
         yield a, b
+
+
+class _SquaredError:
+    """A running mean squared error over pixel sets, for PSNR without keeping the pixels."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        self.total += float(np.sum((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+        self.count += a.size
+
+    def psnr(self) -> float:
+        """PSNR in dB over everything added; inf when identical, nan when nothing was added."""
+        if self.count == 0:
+            return float("nan")
+        mse = self.total / self.count
+        return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def evaluate(
@@ -112,14 +130,13 @@ def evaluate(
     ref_b = identity_reference(identity_b, backend)
     frames = found = transferred = 0
     dist_a, dist_b, nme = [], [], []
-    background_src, background_out = [], []
+    background = _SquaredError()
     for src, out in tqdm(_paired(source, converted), unit="frame", disable=not progress, desc="evaluate"):
         frames += 1
         src_faces, out_faces = backend.detect(src), backend.detect(out)
         if src_faces:
             region = _face_region(src_faces[0].landmarks, src.shape)
-            background_src.append(src[~region])
-            background_out.append(out[~region])
+            background.add(src[~region], out[~region])
         if not out_faces:
             continue
         found += 1
@@ -132,7 +149,6 @@ def evaluate(
             nme.append(landmark_nme(src_faces[0].landmarks, out_faces[0].landmarks))
     if frames == 0:
         raise InputError("no frames to compare", str(converted))
-    psnr = _psnr(np.concatenate(background_src), np.concatenate(background_out)) if background_src else float("nan")
     return SwapQuality(
         frames=frames,
         faces_found=found / frames,
@@ -140,7 +156,7 @@ def evaluate(
         distance_to_a=float(np.mean(dist_a)) if dist_a else float("nan"),
         distance_to_b=float(np.mean(dist_b)) if dist_b else float("nan"),
         landmark_nme=float(np.mean(nme)) if nme else float("nan"),
-        background_psnr_db=psnr,
+        background_psnr_db=background.psnr(),
         same_person_distance=SAME_PERSON_DISTANCE,
         margin=margin,
     )

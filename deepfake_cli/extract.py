@@ -199,6 +199,9 @@ def _open_alignments(outdir: Path, options: ExtractOptions) -> Alignments:
         raise InputError(
             f"output folder holds faces of size {existing.size} and coverage {existing.coverage}; "
             f"use the same --size/coverage to resume, or another folder", str(outdir))
+    if existing.detector != options.detector:
+        raise InputError(f"output folder holds faces found by the {existing.detector} detector; use "
+                         f"--detector {existing.detector} to resume, or another folder", str(outdir))
     return existing
 
 
@@ -283,7 +286,9 @@ def _extract_source(
         log.warning("skipping unreadable input: %s", exc)
         summary.failed.append((str(source), exc.message))
         for future, record in pending:
-            if future.result():
+            digest = future.result()
+            if digest:
+                writer.seen.discard(digest)
                 (summary.outdir / record.file).unlink(missing_ok=True)
         return None
     records = []

@@ -68,14 +68,21 @@ def _videos(path: Path) -> list[Path]:
 
 
 def _place_real(source: Path, target: Path) -> None:
+    """Hard-link the source video into the dataset (atomic by nature), else copy it atomically."""
     if target.exists():
         return
-    with atomic_path(target) as tmp:
-        tmp.unlink()
-        try:
-            os.link(source, tmp)
-        except OSError:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        with atomic_path(target) as tmp:
             shutil.copyfile(source, tmp)
+
+
+def _name(video: Path, folder: Path) -> str:
+    """A file-name stem unique within ``folder``: the video's path below it, folders joined by '-'."""
+    relative = video.relative_to(folder) if folder.is_dir() else Path(video.name)
+    return "-".join(relative.with_suffix("").parts)
 
 
 def make_dataset(
@@ -102,8 +109,9 @@ def make_dataset(
         model = Path(models[0] if len(models) == 1 else models[number - 1])
         for side, folder, direction in (("a", Path(videos_a), "a2b"), ("b", Path(videos_b), "b2a")):
             for video in _videos(folder):
-                real_rel = f"real/p{number}_{side}_{video.stem}.mp4"
-                fake_rel = f"fake/p{number}_{side}_{video.stem}__{model.name}_{direction}.mp4"
+                stem = _name(video, folder)
+                real_rel = f"real/p{number}_{side}_{stem}.mp4"
+                fake_rel = f"fake/p{number}_{side}_{stem}__{model.name}_{direction}.mp4"
                 _place_real(video, target / real_rel)
                 summary.entries.append(DatasetEntry(real_rel, "REAL", real_rel))
                 if (target / fake_rel).exists():

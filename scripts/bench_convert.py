@@ -24,7 +24,7 @@ from deepfake_cli.config import load_config
 from deepfake_cli.faces import FaceBackend, create_backend
 from deepfake_cli.media.synthetic import make_clip, write_clip
 from deepfake_cli.media.video import VideoReader, VideoWriter
-from deepfake_cli.runtime import configure_threads
+from deepfake_cli.runtime import autocast_dtype, configure_threads
 from deepfake_cli.swap.convert import ConvertOptions, convert
 from deepfake_cli.swap.convert_faces import DetectingLocator
 from deepfake_cli.swap.convert_frames import FrameJob, FrameSwapper
@@ -39,7 +39,8 @@ def original_model(device: torch.device) -> SwapModel:
     """The original preset's generator with random weights."""
     config = validate(load_config(SwapConfig, "swap", "original"))
     net = build_generator(config.model).eval().to(device)
-    return SwapModel(net=net, kind=config.model.kind, size=config.model.size, coverage=0.625, step=0, device=device)
+    return SwapModel(net=net, kind=config.model.kind, size=config.model.size, coverage=0.625, step=0, device=device,
+                     dtype=autocast_dtype(device, config.train.precision, cpu_bf16_when_native=True))
 
 
 def _timed(fn: Callable[..., object], *args: object) -> float:
@@ -113,6 +114,7 @@ def main() -> None:
     backend.detect(warm)
     model.swap(torch.rand(8, 3, model.size, model.size), "a2b")
     results: dict[str, object] = {"model": "original preset, random-init weights", "device": device.type,
+                                  "precision": str(model.dtype or torch.float32).replace("torch.", ""),
                                   "threads": torch.get_num_threads(), "frames": args.frames, "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as tmp:
         for size in ((640, 480), (1280, 720)):

@@ -75,3 +75,12 @@ def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
     file = tmp_path / "resolved.yaml"
     file.write_text(dump_yaml(config))
     assert load_config(Demo, "swap", None, file) == config
+
+
+def test_config_file_inherit_replaces_the_preset(tmp_path: Path) -> None:
+    from deepfake_cli.swap.schema import SwapConfig
+
+    file = tmp_path / "mine.yaml"
+    file.write_text("inherit: tiny\ntrain:\n  lr: 0.0005\n")
+    config = load_config(SwapConfig, "swap", "original", file)
+    assert config.model.size == 32 and config.train.lr == pytest.approx(5e-4)

@@ -37,3 +37,12 @@ def test_reference_without_a_face_is_a_clear_error(run_dfk, clip_a: Path, tmp_pa
     cv2.imwrite(str(still), cv2.cvtColor(load_still("grace_hopper"), cv2.COLOR_RGB2BGR))
     result = run_dfk("-q", "evaluate", clip_a, clip_a, "--a", blank, "--b", still)
     assert result.code != 0 and "no face found in the identity reference" in result.err
+
+
+def test_clips_of_different_lengths_are_refused(run_dfk, clip_a: Path, clip_a_data, faces_a: Path, faces_b: Path,
+                                                tmp_path: Path) -> None:
+    from deepfake_cli.media.synthetic import write_clip
+
+    short = write_clip(tmp_path / "short.mp4", clip_a_data.frames[:10])
+    result = run_dfk("-q", "evaluate", clip_a, short, "--a", faces_a, "--b", faces_b)
+    assert result.code != 0 and "different frame counts" in result.err

@@ -81,11 +81,11 @@ class FaceRecord:
                 landmarks=landmarks, matrix=matrix, size=int(data["size"]),
                 file=str(data["file"]), sha1=str(data["sha1"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"malformed face record ({exc})", where) from None
         if landmarks.ndim != 2 or landmarks.shape[1] != 2 or matrix.shape != (2, 3):
             raise InputError("face record has landmarks or matrix of the wrong shape", where)
-        if Path(record.file).name != record.file:
+        if record.file in ("", ".", "..") or Path(record.file).name != record.file:
             raise InputError(f"face file name {record.file!r} must not contain folders", where)
         return record
 
@@ -136,14 +136,19 @@ def load_alignments(path: str | Path) -> Alignments:
     version = data.get("version")
     if version != FORMAT_VERSION:
         raise InputError(f"unsupported alignments version {version!r} (this dfk reads {FORMAT_VERSION})", str(file))
+    if not isinstance(data["faces"], list):
+        raise InputError("'faces' must be a list of records", str(file))
     faces = [FaceRecord.from_json(item, f"{file}: face {i}") for i, item in enumerate(data["faces"])]
-    return Alignments(
-        detector=str(data.get("detector", "offline")),
-        size=int(data.get("size", 256)),
-        coverage=float(data.get("coverage", 0.625)),
-        sources={str(k): dict(v) for k, v in dict(data.get("sources", {})).items()},
-        faces=faces,
-    )
+    try:
+        return Alignments(
+            detector=str(data.get("detector", "offline")),
+            size=int(data.get("size", 256)),
+            coverage=float(data.get("coverage", 0.625)),
+            sources={str(k): dict(v) for k, v in dict(data.get("sources", {})).items()},
+            faces=faces,
+        )
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"malformed alignments header ({exc})", str(file)) from None
 
 
 def save_alignments(path: str | Path, alignments: Alignments) -> None:

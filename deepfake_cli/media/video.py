@@ -117,11 +117,12 @@ class VideoWriter:
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        executable = ffmpeg_exe()
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4", dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)
         command = [
-            ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+            executable, "-hide_banner", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
             "-r", f"{fps:.6f}", "-i", "-",
         ]
@@ -135,7 +136,11 @@ class VideoWriter:
         for key, value in (metadata or {}).items():
             command += ["-metadata", f"{key}={value}"]
         command += [str(self._tmp)]
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            self._tmp.unlink(missing_ok=True)
+            raise InputError(f"cannot start ffmpeg: {exc.strerror or exc}", executable) from None
         self.frames_written = 0
 
     def write(self, frame_rgb: np.ndarray) -> None:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from deepfake_cli.checkpoint import MODEL_FILE
 from deepfake_cli.errors import CheckpointError, ConfigError
-from deepfake_cli.runtime import resolve_device
+from deepfake_cli.runtime import autocast, autocast_dtype, resolve_device
 from deepfake_cli.swap.data import model_coverage
 from deepfake_cli.swap.models import SwapNet
 from deepfake_cli.swap.networks import build_generator
@@ -25,7 +25,8 @@ class SwapModel:
 
     ``size`` is the model's input/output size in px and ``coverage`` the alignment coverage of its
     input (``faces.align.alignment_matrix(landmarks, size, coverage)`` crops faces the way it was
-    trained). ``kind`` is ``original`` or ``gan`` (only a gan predicts a mask).
+    trained). ``kind`` is ``original`` or ``gan`` (only a gan predicts a mask). ``dtype`` is the
+    autocast dtype inference runs in (None: fp32), chosen like training's ``train.precision``.
     """
 
     net: SwapNet
@@ -34,6 +35,7 @@ class SwapModel:
     coverage: float
     step: int
     device: torch.device
+    dtype: torch.dtype | None = None
 
     @torch.inference_mode()
     def swap(self, faces: torch.Tensor, direction: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -53,7 +55,9 @@ class SwapModel:
         if resized:
             image = F.interpolate(image, size=(self.size, self.size), mode="bilinear", antialias=True,
                                   align_corners=False)
-        rgb, mask = self.net(image, DIRECTIONS[direction])
+        with autocast(self.device, self.dtype):
+            rgb, mask = self.net(image, DIRECTIONS[direction])
+        rgb, mask = rgb.float(), None if mask is None else mask.float()
         if resized:
             rgb = F.interpolate(rgb, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
             if mask is not None:
@@ -78,4 +82,5 @@ def load_swap_model(model_dir: str | Path, device: str | torch.device = "auto") 
     target = device if isinstance(device, torch.device) else resolve_device(device)
     coverage = float(checkpoint.info.get("coverage", model_coverage(None, config.data.crop)))
     return SwapModel(net=net.eval().to(target), kind=config.model.kind, size=config.model.size,
-                     coverage=coverage, step=checkpoint.step, device=target)
+                     coverage=coverage, step=checkpoint.step, device=target,
+                     dtype=autocast_dtype(target, config.train.precision, cpu_bf16_when_native=True))
