@@ -37,3 +37,20 @@ def test_model_count_must_match_the_pairs(run_dfk, clip_a: Path, clip_b: Path, t
     result = run_dfk("make-dataset", "--pair", clip_a, clip_b, "--pair", clip_b, clip_a,
                      "-m", tiny_swap_model, "-m", tiny_swap_model, "-m", tiny_swap_model, "-o", tmp_path / "d")
     assert result.code != 0 and "one model for all pairs or one per pair" in result.err
+
+
+def test_source_videos_keep_their_permissions_and_same_names_stay_apart(
+        clip_a: Path, clip_b: Path, tiny_swap_model: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from deepfake_cli.make_dataset import make_dataset
+
+    videos_a = tmp_path / "a"
+    for sub in ("one", "two"):
+        (videos_a / sub).mkdir(parents=True)
+        shutil.copy(clip_a, videos_a / sub / "clip.mp4")
+        os.chmod(videos_a / sub / "clip.mp4", 0o600)
+    summary = make_dataset([(videos_a, clip_b)], [tiny_swap_model], tmp_path / "set", progress=False)
+    assert summary.made == 3 and len({e.path for e in summary.entries}) == 6
+    assert all((videos_a / sub / "clip.mp4").stat().st_mode & 0o777 == 0o600 for sub in ("one", "two"))
