@@ -20,13 +20,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from deepfake_cli.errors import InputError, NoFaceError
 from deepfake_cli.faces import FaceBackend, create_backend
 from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE, face_descriptor
+from deepfake_cli.faces.masks import soft_hull_mask
 from deepfake_cli.media.sources import media_frames
 
 REFERENCE_FRAMES = 32
@@ -67,12 +67,9 @@ def identity_reference(path: str | Path, backend: FaceBackend, max_frames: int =
 
 
 def _face_region(landmarks: np.ndarray, shape: tuple[int, ...], grow: float = 0.25) -> np.ndarray:
-    """Boolean mask of the landmarks' convex hull, dilated by ``grow`` x the face width."""
-    mask = np.zeros(shape[:2], np.uint8)
-    cv2.fillConvexPoly(mask, cv2.convexHull(landmarks.astype(np.int32)), 1)
-    radius = max(int(grow * (landmarks[:, 0].max() - landmarks[:, 0].min())), 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return cv2.dilate(mask, kernel).astype(bool)
+    """Boolean mask of the landmarks' convex hull, grown by ``grow`` x the face width."""
+    radius = max(grow * float(landmarks[:, 0].max() - landmarks[:, 0].min()), 1.0)
+    return soft_hull_mask(landmarks, shape, erode=-radius, blur=0) > 0
 
 
 def landmark_nme(reference: np.ndarray, other: np.ndarray) -> float:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import queue
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -25,6 +22,7 @@ from deepfake_cli.faces import DetectedFace, FaceBackend, create_backend
 from deepfake_cli.faces.align import alignment_matrix, warp_face
 from deepfake_cli.media.alignments import ALIGNMENTS_FILE, Alignments, FaceRecord, load_alignments, save_alignments
 from deepfake_cli.media.images import encode_png
+from deepfake_cli.media.pipeline import run_pipeline
 from deepfake_cli.media.sources import collect_sources, estimated_frames, iter_frames
 
 log = logging.getLogger(__name__)
@@ -118,41 +116,6 @@ class FaceFinder:
         faces = self.backend.landmarks(image, kept)
         self.times.landmarks += time.perf_counter() - start
         return faces
-
-
-def _prefetch(frames: Iterator[tuple[int, np.ndarray]], depth: int = 4) -> Iterator[tuple[int, np.ndarray]]:
-    """Decode frames in a background thread, at most ``depth`` ahead (bounded memory)."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in frames:
-                if stop.is_set():
-                    return
-                buffer.put(item)
-            buffer.put(done)
-        except BaseException as exc:  # handed to the consumer, re-raised there
-            buffer.put(exc)
-
-    worker = threading.Thread(target=produce, daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                worker.join(timeout=0.05)
 
 
 def _unique_stem(source: Path, taken: dict[str, str]) -> str:
@@ -271,7 +234,8 @@ def _extract_source(
     pending: list[tuple[Future, FaceRecord]] = []
     frames = 0
     try:
-        for frame_index, image in _prefetch(iter_frames(source, options.every_n)):
+        # decoding runs in a feeder thread, a few frames ahead (bounded memory)
+        for frame_index, image in run_pipeline(iter_frames(source, options.every_n), []):
             frames += 1
             bar.update(1)
             for face_index, face in enumerate(finder.find(image)):

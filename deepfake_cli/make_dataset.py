@@ -19,7 +19,7 @@ import io
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deepfake_cli.checkpoint import atomic_path, write_json_atomic, write_text_atomic
@@ -117,7 +117,7 @@ def make_dataset(
                 if (target / fake_rel).exists():
                     summary.reused += 1
                 else:
-                    run_options = ConvertOptions(**{**vars(options or ConvertOptions()), "direction": direction})
+                    run_options = replace(options or ConvertOptions(), direction=direction)
                     convert(video, target / fake_rel, model, run_options, progress=progress)
                     summary.made += 1
                 summary.entries.append(DatasetEntry(fake_rel, "FAKE", real_rel, real_rel, model.name, direction))

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from deepfake_cli.errors import InputError
+from deepfake_cli.media.images import read_image
 from deepfake_cli.media.video import VideoWriter
 
 
@@ -47,11 +48,7 @@ def load_still(name: str) -> np.ndarray:
     if name == "grace_hopper":
         from matplotlib import cbook
 
-        path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise InputError("cannot read matplotlib's grace_hopper.jpg sample", str(path))
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return read_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     raise InputError(f"unknown still {name!r}; choose one of {', '.join(STILLS)}")
 
 

@@ -37,7 +37,7 @@ from deepfake_cli.media.video import VideoReader, VideoWriter, is_video
 from deepfake_cli.runtime import resolve_device
 from deepfake_cli.swap.convert_faces import DetectingLocator, FaceLocator, StoredLocator
 from deepfake_cli.swap.convert_frames import BlendSettings, FrameJob, FrameSwapper, SwapModelLike
-from deepfake_cli.swap.convert_pipeline import Stage, StageTimes, run_pipeline
+from deepfake_cli.media.pipeline import Stage, StageTimes, run_pipeline
 from deepfake_cli.swap.convert_provenance import encode_tagged_image, provenance_text, video_metadata
 from deepfake_cli.swap.loader import load_swap_model
 

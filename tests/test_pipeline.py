@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_cli.swap.convert_pipeline import Stage, StageTimes, run_pipeline
+from deepfake_cli.media.pipeline import Stage, StageTimes, run_pipeline
 from deepfake_cli.swap.convert_provenance import encode_tagged_image, stamp_watermark
 
 
