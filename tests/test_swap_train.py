@@ -14,10 +14,14 @@ import cv2
 import pytest
 import torch
 
+from deepfake_cli.config import load_config
 from deepfake_cli.errors import CheckpointError
 from deepfake_cli.swap import load_swap_model
 from deepfake_cli.swap import trainer as trainer_module
 from deepfake_cli.swap.data import load_faces
+from deepfake_cli.swap.loader import SwapModel
+from deepfake_cli.swap.networks import build_generator
+from deepfake_cli.swap.schema import SwapConfig, validate
 from deepfake_cli.swap.trainer import SwapTrainer
 
 LOSS_COLUMNS_GAN = {f"{side}_{term}" for side in "ab"
@@ -236,3 +240,18 @@ def test_losses_go_to_tensorboard_when_installed(run_dfk, monkeypatch: pytest.Mo
     assert result.code == 0, result
     assert ("a_recon", pytest.approx(float(_log(tmp_path / "m")[0]["a_recon"]), rel=1e-4), 5) in scalars
     assert scalars[-1][0] == "closed"
+
+
+def test_inference_weights_are_stored_once_in_the_autocast_dtype() -> None:
+    config = validate(load_config(SwapConfig, "swap", "tiny-gan"))
+    torch.manual_seed(0)
+    net = build_generator(config.model).eval()
+    faces = torch.rand(2, 3, config.model.size, config.model.size)
+    with torch.inference_mode():
+        rgb32, mask32 = net(faces, "b")
+    model = SwapModel(net=net, kind="gan", size=config.model.size, coverage=0.625, step=0,
+                      device=torch.device("cpu"), dtype=torch.bfloat16)
+    assert {p.dtype for p in model.net.parameters()} == {torch.bfloat16}
+    rgb, mask = model.swap(faces, "a2b")
+    assert rgb.dtype == torch.float32 and mask is not None and mask.dtype == torch.float32
+    assert (rgb - rgb32).abs().max() < 0.02 and (mask - mask32).abs().max() < 0.02
