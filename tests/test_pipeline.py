@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -41,6 +42,14 @@ def test_items_pass_every_stage_in_order_and_batches_are_bounded() -> None:
     assert max(batches) <= 4 and sum(batches) == 50
     assert times.items == {"decode": 50, "double": 50, "model": 50, "slow": 50}
     assert set(times.ms_per_item()) == {"decode", "double", "model", "slow"}
+
+
+def test_threads_switch_every_millisecond_while_running_and_the_interval_is_restored() -> None:
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+    out = list(run_pipeline(iter(range(3)), [Stage("probe", lambda items: seen.append(sys.getswitchinterval()))]))
+    assert out == [0, 1, 2] and seen and max(seen) <= 0.001
+    assert sys.getswitchinterval() == before
 
 
 def test_memory_is_bounded_by_the_queues() -> None:

@@ -4,11 +4,17 @@ A source iterator (decoding) feeds a chain of stages, each running in its own th
 holds at most a few items, so memory stays flat however long the input is. A stage may take
 several items at once (the model runs batched). Items leave in the order they entered. The first
 error in any thread stops every thread and is raised to the consumer.
+
+While a pipeline runs, the interpreter hands the GIL between threads every millisecond instead of
+every five: a stage calling torch or OpenCV releases the GIL for each operation and then waits for
+it behind stages running Python code. Beside one busy Python thread, the original swap model ran
+1.9x slower than alone with the default interval and 1.2x slower with 1 ms.
 """
 
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,6 +23,7 @@ from typing import Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 T = TypeVar("T")
 _END = object()
 _POLL_S = 0.05
+SWITCH_INTERVAL_S = 0.001
 
 
 @dataclass
@@ -143,6 +150,8 @@ def run_pipeline(
     threads = [threading.Thread(target=_feed, args=(source, boxes[0], flow, times, source_name), daemon=True)]
     threads += [threading.Thread(target=_work, args=(stage, boxes[i], boxes[i + 1], flow, times), daemon=True)
                 for i, stage in enumerate(stages)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, SWITCH_INTERVAL_S))
     for thread in threads:
         thread.start()
     try:
@@ -157,3 +166,4 @@ def run_pipeline(
         flow.stop.set()
         for thread in threads:
             thread.join()
+        sys.setswitchinterval(interval)
