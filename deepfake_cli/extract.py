@@ -86,8 +86,8 @@ class ExtractSummary:
 
 
 @dataclass
-class StageTimes:
-    """Seconds spent in model inference, for benchmarks."""
+class FinderTimes:
+    """Seconds spent in the detector and the landmarker, for benchmarks."""
 
     detect: float = 0.0
     landmarks: float = 0.0
@@ -99,23 +99,32 @@ class FaceFinder:
     def __init__(self, backend: FaceBackend, options: ExtractOptions) -> None:
         self.backend = backend
         self.options = options
-        self.times = StageTimes()
+        self.times = FinderTimes()
 
-    def find(self, image: np.ndarray) -> list[DetectedFace]:
-        """Faces passing the size/score filters, largest first (only the largest unless all_faces)."""
+    def keeps(self, face: DetectedFace) -> bool:
+        """Whether a detected face passes the score and size filters."""
+        return face.score >= self.options.min_score and face.min_side >= self.options.min_size
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        """The detector's boxes in ``image`` (timed, unfiltered)."""
         start = time.perf_counter()
         boxes = self.backend.detect_boxes(image)
         self.times.detect += time.perf_counter() - start
-        kept = [f for f in boxes if f.score >= self.options.min_score and f.min_side >= self.options.min_size]
-        kept.sort(key=lambda f: f.area, reverse=True)
-        if not self.options.all_faces:
-            kept = kept[:1]
-        if not kept:
-            return []
+        return boxes
+
+    def landmark(self, image: np.ndarray, faces: list[DetectedFace]) -> list[DetectedFace]:
+        """``faces`` with their 68 landmarks (timed)."""
         start = time.perf_counter()
-        faces = self.backend.landmarks(image, kept)
+        faces = self.backend.landmarks(image, faces)
         self.times.landmarks += time.perf_counter() - start
         return faces
+
+    def find(self, image: np.ndarray) -> list[DetectedFace]:
+        """Faces passing the size/score filters, largest first (only the largest unless all_faces)."""
+        kept = sorted(filter(self.keeps, self.detect(image)), key=lambda f: f.area, reverse=True)
+        if not self.options.all_faces:
+            kept = kept[:1]
+        return self.landmark(image, kept) if kept else []
 
 
 def _unique_stem(source: Path, taken: dict[str, str]) -> str:

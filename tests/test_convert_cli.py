@@ -139,6 +139,8 @@ def test_bad_requests_are_one_line_errors(run_dfk, model_dir: Path, clip_a: Path
     assert learned.code == 2 and "needs a gan model" in _error_lines(learned.err)[0]
     same = run_dfk("convert", clip_a, "-m", model_dir, "-o", clip_a)
     assert same.code != 0 and "overwrite the input" in _error_lines(same.err)[0]
+    redetect = run_dfk("convert", clip_a, "-m", model_dir, "-o", tmp_path / "o.mp4", "--redetect", "0")
+    assert redetect.code == 2 and "--redetect must be at least 1" in _error_lines(redetect.err)[0]
     missing = run_dfk("convert", tmp_path / "nope.mp4", "-m", model_dir, "-o", tmp_path / "o.mp4")
     assert missing.code != 0 and "input not found" in _error_lines(missing.err)[0]
     unlisted = run_dfk("convert", clip_a, "-m", model_dir, "-o", tmp_path / "o.mp4",

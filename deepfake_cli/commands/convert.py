@@ -10,6 +10,7 @@ from deepfake_cli.faces.color import COLOR_METHODS
 from deepfake_cli.faces.masks import MASK_KINDS
 from deepfake_cli.swap.convert import DIRECTIONS, ConvertError, ConvertOptions
 from deepfake_cli.swap.convert import convert as run_convert
+from deepfake_cli.swap.convert_faces import REDETECT_EVERY
 
 
 @click.command("convert")
@@ -22,6 +23,9 @@ from deepfake_cli.swap.convert import convert as run_convert
               help="a2b puts face B onto videos of A; b2a the reverse.")
 @click.option("--alignments", type=click.Path(), default=None,
               help="Reuse landmarks from extract's alignments.json instead of detecting faces.")
+@click.option("--redetect", type=int, default=REDETECT_EVERY, show_default=True, metavar="N",
+              help="Search the whole frame for faces every N frames and follow the face in between "
+                   "(1 searches every whole frame).")
 @click.option("--mask", type=click.Choice(MASK_KINDS), default=None,
               help="Blend mask: learned (gan models), hull of the landmarks, or combined "
                    "[default: learned for gan models, else hull].")
@@ -46,7 +50,7 @@ from deepfake_cli.swap.convert import convert as run_convert
 @device_option
 @click.pass_context
 def convert(ctx: click.Context, input_path: str, model_dir: str, output: str, direction: str, alignments: str | None,
-            mask: str | None, erode: float | None, blur: float | None, color: str, blend: str, smooth: float,
+            redetect: int, mask: str | None, erode: float | None, blur: float | None, color: str, blend: str, smooth: float,
             batch_size: int, crf: int, codec: str, watermark: bool, device: str | None) -> None:
     """Swap faces in a video, an image or a folder of them; outputs are tagged as synthetic media.
 
@@ -58,7 +62,7 @@ def convert(ctx: click.Context, input_path: str, model_dir: str, output: str, di
     options = ConvertOptions(
         direction=direction, mask=mask, erode=erode, blur=blur, color=color, blend=blend, smooth=smooth,
         batch_size=batch_size, crf=crf, codec=codec, watermark=watermark, alignments=alignments,
-        device=resolve_device_name(ctx, device),
+        redetect=redetect, device=resolve_device_name(ctx, device),
     )
     summary = run_convert(input_path, output, model_dir, options, progress=settings(ctx).show_progress)
     if len(summary.results) > 1 or summary.failed:

@@ -35,7 +35,7 @@ from deepfake_cli.media.images import is_image, read_image
 from deepfake_cli.media.sources import collect_sources, estimated_frames
 from deepfake_cli.media.video import VideoReader, VideoWriter, is_video
 from deepfake_cli.runtime import resolve_device
-from deepfake_cli.swap.convert_faces import DetectingLocator, FaceLocator, StoredLocator
+from deepfake_cli.swap.convert_faces import REDETECT_EVERY, DetectingLocator, FaceLocator, StoredLocator
 from deepfake_cli.swap.convert_frames import BlendSettings, FrameJob, FrameSwapper, SwapModelLike
 from deepfake_cli.media.pipeline import Stage, StageTimes, run_pipeline
 from deepfake_cli.swap.convert_provenance import encode_tagged_image, provenance_text, video_metadata
@@ -66,6 +66,7 @@ class ConvertOptions:
     codec: str = "libx264"
     watermark: bool = False
     alignments: str | None = None
+    redetect: int = REDETECT_EVERY
     detector: str = "offline"
     device: str = "auto"
 
@@ -83,6 +84,8 @@ class ConvertOptions:
             raise ConfigError(f"--blur must be >= 0; got {self.blur}")
         if self.smooth < 0:
             raise ConfigError(f"--smooth must be >= 0 (0 turns smoothing off); got {self.smooth}")
+        if self.redetect < 1:
+            raise ConfigError(f"--redetect must be at least 1 (1 searches every whole frame); got {self.redetect}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1; got {self.batch_size}")
         if not 0 <= self.crf <= 51:
@@ -192,7 +195,7 @@ class _Run:
             self.stored = None
             # one detector thread: the other stages use the other cores meanwhile
             self.locator = DetectingLocator(backend or create_backend(options.detector, device=device.type,
-                                                                      detector_threads=1))
+                                                                      detector_threads=1), options.redetect)
         self.provenance = provenance_text(model_dir, options.direction)
         self.summary = ConvertSummary()
 
