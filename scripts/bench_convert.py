@@ -5,13 +5,21 @@ does not depend on training. For each resolution the script times every stage on
 same frames (decode, detect, landmarks, faces = detect + landmarks + alignment, model in batches,
 blend, encode), then the whole threaded pipeline through ``convert``. ``pipeline_ratio`` is the
 pipeline's fps divided by the standalone fps of its slowest stage (decode, faces, model, blend,
-encode each run in one thread); 1.0 means the other stages are fully hidden behind the slowest.
+encode, each alone on the whole machine); 1.0 means the other stages are fully hidden behind the
+slowest.
+
+The stages share the machine's cores, so the pipeline can go no faster than ``cores`` divided by
+the CPU time all stages spend on a frame (``stage_cpu_ms``, counting every thread and the ffmpeg
+encoder). ``cpu_bound_fps`` is that limit, ``cpu_bound_ratio`` the best ``pipeline_ratio`` it
+allows, and ``cpu_use`` the share of the limit the pipeline reached.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import tempfile
 import time
@@ -43,34 +51,55 @@ def original_model(device: torch.device) -> SwapModel:
                      dtype=autocast_dtype(device, config.train.precision, cpu_bf16_when_native=True))
 
 
-def _timed(fn: Callable[..., object], *args: object) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
+def _cpu_seconds() -> float:
+    """CPU time of this process's threads and its finished children (the ffmpeg encoder)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class _Clock:
+    """Wall and CPU seconds per stage, accumulated over calls."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def run(self, name: str, fn: Callable[..., object], *args: object) -> None:
+        wall, cpu = time.perf_counter(), _cpu_seconds()
+        fn(*args)
+        self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - wall
+        self.cpu[name] = self.cpu.get(name, 0.0) + _cpu_seconds() - cpu
+
+
+def _encode(path: Path, clip: Path, jobs: list[FrameJob], options: ConvertOptions) -> None:
+    height, width = jobs[0].frame.shape[:2]
+    with VideoWriter(path, width, height, 25.0, audio_from=clip, crf=options.crf) as writer:
+        for job in jobs:
+            writer.write(job.output)
 
 
 def standalone_ms(clip: Path, model: SwapModel, options: ConvertOptions, backend: FaceBackend,
-                  tmp: Path) -> dict[str, float]:
-    """Milliseconds per frame of every stage run alone over the whole clip."""
-    start = time.perf_counter()
-    frames = list(VideoReader(clip))
-    seconds = {"decode": time.perf_counter() - start}
+                  tmp: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Wall and CPU milliseconds per frame of every stage run alone over the whole clip."""
+    clock = _Clock()
+    frames: list = []
+    clock.run("decode", lambda: frames.extend(VideoReader(clip)))
     jobs = [FrameJob(clip, i, frame) for i, frame in enumerate(frames)]
     swapper = FrameSwapper(model, options.direction, options.blend_settings(model.kind), model.device)
-    locator = DetectingLocator(backend)
+    locator = DetectingLocator(backend, options.redetect)
     swapper.start_source(locator, 25.0, options.smooth)
-    seconds["faces"] = sum(_timed(swapper.find_faces, [job]) for job in jobs)
-    seconds["detect"], seconds["landmarks"] = locator.finder.times.detect, locator.finder.times.landmarks
+    for job in jobs:
+        clock.run("faces", swapper.find_faces, [job])
+    clock.wall["detect"], clock.wall["landmarks"] = locator.finder.times.detect, locator.finder.times.landmarks
     batch = options.batch_size
-    seconds["model"] = sum(_timed(swapper.run_model, jobs[i:i + batch]) for i in range(0, len(jobs), batch))
-    seconds["blend"] = sum(_timed(swapper.compose, [job]) for job in jobs)
-    height, width = frames[0].shape[:2]
-    start = time.perf_counter()
-    with VideoWriter(tmp / "encode.mp4", width, height, 25.0, audio_from=clip, crf=options.crf) as writer:
-        for job in jobs:
-            writer.write(job.output)
-    seconds["encode"] = time.perf_counter() - start
-    return {name: round(1000.0 * value / len(frames), 2) for name, value in seconds.items()}
+    for i in range(0, len(jobs), batch):
+        clock.run("model", swapper.run_model, jobs[i:i + batch])
+    for job in jobs:
+        clock.run("blend", swapper.compose, [job])
+    clock.run("encode", _encode, tmp / "encode.mp4", clip, jobs, options)
+    per_frame = 1000.0 / len(frames)
+    return ({name: round(value * per_frame, 2) for name, value in clock.wall.items()},
+            {name: round(value * per_frame, 2) for name, value in clock.cpu.items()})
 
 
 def bench(size: tuple[int, int], frames: int, repeats: int, model: SwapModel, backend: FaceBackend,
@@ -83,28 +112,44 @@ def bench(size: tuple[int, int], frames: int, repeats: int, model: SwapModel, ba
     clip = write_clip(tmp / f"bench_{size[0]}.mp4", make_clip("grace_hopper", frames, size, seed=3).frames,
                       fps=25.0, audio=True)
     options = ConvertOptions()
+    cores = os.cpu_count() or 1
     runs = []
     for _ in range(repeats):
-        stages = standalone_ms(clip, model, options, backend, tmp)
+        stages, cpu = standalone_ms(clip, model, options, backend, tmp)
         summary = convert(clip, tmp / f"out_{size[0]}.mp4", "original-random-init", options, progress=False,
                           backend=backend, model=model)
         fps = summary.results[0].frames / summary.seconds
-        slowest = max(PIPELINE_STAGES, key=lambda name: stages[name])
-        runs.append((stages, fps, fps / (1000.0 / stages[slowest]), summary.times.ms_per_item()))
+        slowest_fps = 1000.0 / max(stages[name] for name in PIPELINE_STAGES)
+        bound_fps = cores * 1000.0 / sum(cpu[name] for name in PIPELINE_STAGES)
+        runs.append({"stages": stages, "cpu": cpu, "fps": fps, "ratio": fps / slowest_fps, "bound_fps": bound_fps,
+                     "bound_ratio": min(bound_fps, slowest_fps) / slowest_fps, "use": fps / bound_fps,
+                     "in_pipeline": summary.times.ms_per_item()})
+
+    def median(key: str) -> float:
+        return statistics.median(run[key] for run in runs)
+
+    def medians(key: str) -> dict[str, float]:
+        return {name: round(statistics.median(run[key][name] for run in runs), 2) for name in runs[0][key]}
+
+    stage_ms = medians("stages")
     return {
-        "fps": round(statistics.median(run[1] for run in runs), 2),
-        "stage_ms": {name: round(statistics.median(run[0][name] for run in runs), 2) for name in runs[0][0]},
-        "slowest_stage": max(PIPELINE_STAGES, key=lambda name: statistics.median(run[0][name] for run in runs)),
-        "pipeline_ratio": round(statistics.median(run[2] for run in runs), 3),
-        "pipeline_ratios": [round(run[2], 3) for run in runs],
-        "in_pipeline_ms": {name: round(statistics.median(run[3][name] for run in runs), 2) for name in runs[0][3]},
+        "fps": round(median("fps"), 2),
+        "stage_ms": stage_ms,
+        "stage_cpu_ms": medians("cpu"),
+        "slowest_stage": max(PIPELINE_STAGES, key=lambda name: stage_ms[name]),
+        "pipeline_ratio": round(median("ratio"), 3),
+        "pipeline_ratios": [round(run["ratio"], 3) for run in runs],
+        "cpu_bound_fps": round(median("bound_fps"), 2),
+        "cpu_bound_ratio": round(median("bound_ratio"), 3),
+        "cpu_use": round(median("use"), 3),
+        "in_pipeline_ms": medians("in_pipeline"),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=100, help="frames per clip (steady state, not start-up)")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     configure_threads()
     device = torch.device("cpu")
@@ -115,7 +160,7 @@ def main() -> None:
     model.swap(torch.rand(8, 3, model.size, model.size), "a2b")
     results: dict[str, object] = {"model": "original preset, random-init weights", "device": device.type,
                                   "precision": str(model.dtype or torch.float32).replace("torch.", ""),
-                                  "threads": torch.get_num_threads(), "frames": args.frames, "repeats": args.repeats}
+                                  "threads": torch.get_num_threads(), "cores": os.cpu_count(), "frames": args.frames, "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as tmp:
         for size in ((640, 480), (1280, 720)):
             results[f"{size[0]}x{size[1]}"] = bench(size, args.frames, args.repeats, model, backend, Path(tmp))
