@@ -82,10 +82,10 @@ class DetectingLocator:
         self._since_search = 0
 
     def __call__(self, source: Path, index: int, frame: np.ndarray) -> list[np.ndarray]:
-        follows = (self._box is not None and self._previous == (source, index - 1)
-                   and self._since_search < self.redetect)
+        follows = self._previous == (source, index - 1) and self._since_search < self.redetect
+        box = self._box if follows else None
         self._previous = (source, index)
-        faces = self._near(frame, self._box) if follows and self._box is not None else []
+        faces = self._near(frame, box) if box is not None else []
         if faces:
             self._since_search += 1
         else:
