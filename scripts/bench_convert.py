@@ -73,7 +73,8 @@ class _Clock:
 
 def _encode(path: Path, clip: Path, jobs: list[FrameJob], options: ConvertOptions) -> None:
     height, width = jobs[0].frame.shape[:2]
-    with VideoWriter(path, width, height, 25.0, audio_from=clip, crf=options.crf) as writer:
+    with VideoWriter(path, width, height, 25.0, audio_from=clip, crf=options.crf,
+                     preset=options.preset) as writer:
         for job in jobs:
             writer.write(job.output)
 

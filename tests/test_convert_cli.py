@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from deepfake_cli.errors import ConfigError
 from deepfake_cli.faces import create_backend
 from deepfake_cli.media.synthetic import Clip, load_still, write_clip
 from deepfake_cli.media.video import VideoReader, ffmpeg_exe, has_audio
@@ -139,6 +140,10 @@ def test_bad_requests_are_one_line_errors(run_dfk, model_dir: Path, clip_a: Path
     assert learned.code == 2 and "needs a gan model" in _error_lines(learned.err)[0]
     same = run_dfk("convert", clip_a, "-m", model_dir, "-o", clip_a)
     assert same.code != 0 and "overwrite the input" in _error_lines(same.err)[0]
+    preset = run_dfk("convert", clip_a, "-m", model_dir, "-o", tmp_path / "o.mp4", "--preset", "quick")
+    assert preset.code == 2 and "--preset" in preset.err and not (tmp_path / "o.mp4").exists()
+    with pytest.raises(ConfigError, match="--preset must be one of ultrafast"):
+        ConvertOptions(preset="quick").check()
     redetect = run_dfk("convert", clip_a, "-m", model_dir, "-o", tmp_path / "o.mp4", "--redetect", "0")
     assert redetect.code == 2 and "--redetect must be at least 1" in _error_lines(redetect.err)[0]
     missing = run_dfk("convert", tmp_path / "nope.mp4", "-m", model_dir, "-o", tmp_path / "o.mp4")

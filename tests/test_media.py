@@ -58,6 +58,15 @@ def test_video_writer_keeps_audio_frame_count_and_fps(tmp_path: Path, clip_a: Pa
     assert has_audio(clip_a) and has_audio(out)
 
 
+@pytest.mark.parametrize(("preset", "subme"), [("ultrafast", b"subme=0"), ("veryfast", b"subme=2")])
+def test_video_writer_encodes_with_the_chosen_x264_preset(tmp_path: Path, preset: str, subme: bytes) -> None:
+    out = tmp_path / f"{preset}.mp4"
+    with VideoWriter(out, 64, 48, 10, preset=preset) as writer:
+        for value in (0, 80, 160):
+            writer.write(np.full((48, 64, 3), value, np.uint8))
+    assert subme in out.read_bytes()  # x264 records its settings in the stream
+
+
 def test_failed_encoding_leaves_no_file(tmp_path: Path) -> None:
     out = tmp_path / "broken.mp4"
     with pytest.raises(RuntimeError):

@@ -8,6 +8,7 @@ from deepfake_cli.commands import device_option, resolve_device_name, settings
 from deepfake_cli.faces.blend import BLEND_METHODS
 from deepfake_cli.faces.color import COLOR_METHODS
 from deepfake_cli.faces.masks import MASK_KINDS
+from deepfake_cli.media.video import ENCODER_PRESETS
 from deepfake_cli.swap.convert import DIRECTIONS, ConvertError, ConvertOptions
 from deepfake_cli.swap.convert import convert as run_convert
 from deepfake_cli.swap.convert_faces import REDETECT_EVERY
@@ -42,6 +43,8 @@ from deepfake_cli.swap.convert_faces import REDETECT_EVERY
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Faces per model call.")
 @click.option("--crf", type=int, default=18, show_default=True,
               help="Video quality (x264/x265 CRF, lower is better).")
+@click.option("--preset", type=click.Choice(ENCODER_PRESETS), default="veryfast", show_default=True,
+              help="x264/x265 speed preset: faster ones use less CPU and write larger files at the same --crf.")
 @click.option("--codec", default="libx264", show_default=True,
               help="ffmpeg video encoder, e.g. libx264, libx265, mpeg4.")
 @click.option("--watermark", is_flag=True,
@@ -51,7 +54,7 @@ from deepfake_cli.swap.convert_faces import REDETECT_EVERY
 @click.pass_context
 def convert(ctx: click.Context, input_path: str, model_dir: str, output: str, direction: str, alignments: str | None,
             redetect: int, mask: str | None, erode: float | None, blur: float | None, color: str, blend: str, smooth: float,
-            batch_size: int, crf: int, codec: str, watermark: bool, device: str | None) -> None:
+            batch_size: int, crf: int, preset: str, codec: str, watermark: bool, device: str | None) -> None:
     """Swap faces in a video, an image or a folder of them; outputs are tagged as synthetic media.
 
     \b
@@ -61,7 +64,7 @@ def convert(ctx: click.Context, input_path: str, model_dir: str, output: str, di
     """
     options = ConvertOptions(
         direction=direction, mask=mask, erode=erode, blur=blur, color=color, blend=blend, smooth=smooth,
-        batch_size=batch_size, crf=crf, codec=codec, watermark=watermark, alignments=alignments,
+        batch_size=batch_size, crf=crf, preset=preset, codec=codec, watermark=watermark, alignments=alignments,
         redetect=redetect, device=resolve_device_name(ctx, device),
     )
     summary = run_convert(input_path, output, model_dir, options, progress=settings(ctx).show_progress)

@@ -22,6 +22,8 @@ import numpy as np
 from deepfake_cli.checkpoint import FILE_MODE
 from deepfake_cli.errors import InputError
 
+# x264/x265 speed presets, fastest first: faster ones spend less CPU and write larger files at one CRF
+ENCODER_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 
 
@@ -99,7 +101,8 @@ def has_audio(path: str | Path) -> bool:
 class VideoWriter:
     """Encode RGB frames to a video through ffmpeg, optionally muxing audio from ``audio_from``.
 
-    Use as a context manager: the file appears at ``path`` only when the block succeeds.
+    Use as a context manager: the file appears at ``path`` only when the block succeeds. ``crf`` and
+    ``preset`` (one of ``ENCODER_PRESETS``) apply to libx264 and libx265.
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class VideoWriter:
         audio_from: str | Path | None = None,
         codec: str = "libx264",
         crf: int = 18,
+        preset: str = "veryfast",
         metadata: dict[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
@@ -130,7 +134,7 @@ class VideoWriter:
             command += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a?", "-c:a", "aac"]
         command += ["-c:v", codec]
         if codec in ("libx264", "libx265"):
-            command += ["-crf", str(crf), "-preset", "veryfast", "-pix_fmt", "yuv420p"]
+            command += ["-crf", str(crf), "-preset", preset, "-pix_fmt", "yuv420p"]
         elif codec == "mjpeg":
             command += ["-q:v", "2"]
         for key, value in (metadata or {}).items():

@@ -33,7 +33,7 @@ from deepfake_cli.faces.masks import MASK_KINDS, MaskShape
 from deepfake_cli.media.alignments import load_alignments
 from deepfake_cli.media.images import is_image, read_image
 from deepfake_cli.media.sources import collect_sources, estimated_frames
-from deepfake_cli.media.video import VideoReader, VideoWriter, is_video
+from deepfake_cli.media.video import ENCODER_PRESETS, VideoReader, VideoWriter, is_video
 from deepfake_cli.runtime import resolve_device
 from deepfake_cli.swap.convert_faces import REDETECT_EVERY, DetectingLocator, FaceLocator, StoredLocator
 from deepfake_cli.swap.convert_frames import BlendSettings, FrameJob, FrameSwapper, SwapModelLike
@@ -63,6 +63,7 @@ class ConvertOptions:
     smooth: float = 1.0
     batch_size: int = 8
     crf: int = 18
+    preset: str = "veryfast"
     codec: str = "libx264"
     watermark: bool = False
     alignments: str | None = None
@@ -75,7 +76,8 @@ class ConvertOptions:
         for name, value, allowed in (("--direction", self.direction, DIRECTIONS),
                                      ("--color", self.color, COLOR_METHODS),
                                      ("--blend", self.blend, BLEND_METHODS),
-                                     ("--detector", self.detector, BACKENDS)):
+                                     ("--detector", self.detector, BACKENDS),
+                                     ("--preset", self.preset, ENCODER_PRESETS)):
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         if self.mask is not None and self.mask not in MASK_KINDS:
@@ -213,8 +215,9 @@ class _Run:
             raise InputError("the alignments file lists no faces for this video", str(source))
         info = reader.info
         self.swapper.start_source(self.locator, info.fps, self.options.smooth, label_all=True)
-        with VideoWriter(target, info.width, info.height, info.fps, audio_from=source, codec=self.options.codec,
-                         crf=self.options.crf, metadata=video_metadata(self.provenance)) as writer:
+        options = self.options
+        with VideoWriter(target, info.width, info.height, info.fps, audio_from=source, codec=options.codec,
+                         crf=options.crf, preset=options.preset, metadata=video_metadata(self.provenance)) as writer:
             def write(jobs: list[FrameJob]) -> None:
                 for job in jobs:
                     writer.write(job.output)
