@@ -52,6 +52,21 @@ def test_threads_switch_every_millisecond_while_running_and_the_interval_is_rest
     assert sys.getswitchinterval() == before
 
 
+def test_overlapping_pipelines_keep_fast_switching_until_the_last_one_ends() -> None:
+    before = sys.getswitchinterval()
+    first = run_pipeline(iter(range(10)), [Stage("a", lambda items: None)])
+    second = run_pipeline(iter(range(10)), [Stage("b", lambda items: None)])
+    next(first), next(second)
+    first.close()
+    assert sys.getswitchinterval() <= 0.001
+    second.close()
+    assert sys.getswitchinterval() == before
+    failing = run_pipeline(iter(range(3)), [Stage("boom", lambda items: 1 / 0)])
+    with pytest.raises(ZeroDivisionError):
+        list(failing)
+    assert sys.getswitchinterval() == before
+
+
 def test_memory_is_bounded_by_the_queues() -> None:
     """The source never runs more than the queue capacities ahead of the consumer."""
     produced = 0

@@ -132,6 +132,31 @@ def _work(stage: Stage[T], inbox: queue.Queue, outbox: queue.Queue, flow: _Flow,
         flow.fail(exc)
 
 
+class _FastSwitching:
+    """Lowers the GIL switch interval while at least one pipeline runs; the last one out restores it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._saved = 0.0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._running == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, SWITCH_INTERVAL_S))
+            self._running += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._running == 0:
+                sys.setswitchinterval(self._saved)
+
+
+_fast_switching = _FastSwitching()
+
+
 def run_pipeline(
     source: Iterable[T],
     stages: Sequence[Stage[T]],
@@ -150,13 +175,19 @@ def run_pipeline(
     threads = [threading.Thread(target=_feed, args=(source, boxes[0], flow, times, source_name), daemon=True)]
     threads += [threading.Thread(target=_work, args=(stage, boxes[i], boxes[i + 1], flow, times), daemon=True)
                 for i, stage in enumerate(stages)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, SWITCH_INTERVAL_S))
-    for thread in threads:
-        thread.start()
+    with _fast_switching:
+        yield from _run(threads, flow, boxes[-1])
+
+
+def _run(threads: list[threading.Thread], flow: _Flow, outbox: queue.Queue) -> Iterator[T]:
+    """Start ``threads``, yield what reaches ``outbox`` until the end; always stop and join them."""
+    started: list[threading.Thread] = []
     try:
+        for thread in threads:
+            thread.start()
+            started.append(thread)
         while True:
-            item = flow.get(boxes[-1])
+            item = flow.get(outbox)
             if item is _END:
                 break
             yield item  # type: ignore[misc]
@@ -164,6 +195,5 @@ def run_pipeline(
             raise flow.error
     finally:
         flow.stop.set()
-        for thread in threads:
+        for thread in started:
             thread.join()
-        sys.setswitchinterval(interval)
