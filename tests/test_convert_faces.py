@@ -180,6 +180,17 @@ def test_landmark_smoother_reset_and_off() -> None:
     np.testing.assert_array_equal(smoother(points + 50), points + 50)
 
 
+def test_smoother_starts_over_when_the_face_jumps_to_another_place() -> None:
+    points = _face_landmarks()
+    eyes = inter_ocular_distance(points)
+    smoother = LandmarkSmoother(fps=25.0)
+    smoother(points)
+    near = smoother(points + [eyes, 0.0])  # fast head motion: still filtered, lags behind
+    assert near[:, 0].mean() < (points[:, 0] + eyes).mean() - 0.01
+    far = points + [10 * eyes, 0.0]  # another face (or a cut): taken as is, not blended
+    np.testing.assert_array_equal(smoother(far), far)
+
+
 def test_smoother_speed_is_measured_in_face_sizes() -> None:
     """The same motion relative to the face is smoothed the same at any resolution."""
     small, large = LandmarkSmoother(25.0), LandmarkSmoother(25.0)

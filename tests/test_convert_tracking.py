@@ -67,3 +67,28 @@ def test_box_overlap_is_intersection_over_union() -> None:
     assert box_overlap(a, a) == pytest.approx(1.0)
     assert box_overlap(a, a + 5) == pytest.approx(25 / 175)
     assert box_overlap(a, a + 20) == 0.0
+
+
+def test_small_faces_are_followed_in_an_enlarged_window(backend) -> None:
+    clip = make_clip("grace_hopper", 12, (320, 240), seed=3, face_fraction=0.18)  # faces ~40 px
+    reference, followed = DetectingLocator(backend, redetect=1), DetectingLocator(backend, redetect=10)
+    for index, frame in enumerate(clip.frames):
+        full, tracked = reference(SOURCE, index, frame), followed(SOURCE, index, frame)
+        assert len(full) == len(tracked) == 1
+        assert np.linalg.norm(full[0] - tracked[0], axis=1).mean() < 0.1 * inter_ocular_distance(full[0])
+    assert followed.full_searches == 2
+
+
+def test_among_similar_faces_the_followed_one_is_kept_until_another_is_clearly_larger(backend) -> None:
+    left = make_clip("grace_hopper", 20, (320, 240), seed=3).frames
+    right = make_clip("grace_hopper", 20, (320, 240), seed=4).frames
+    frames = [np.hstack([a, b]) for a, b in zip(left, right, strict=True)]
+    largest = [max(backend.detect_boxes(f), key=lambda face: face.area).bbox[0] > 320 for f in frames]
+    locator = DetectingLocator(backend, redetect=1)  # a full search on every frame
+    chosen = [locator(SOURCE, index, frame)[0][:, 0].mean() > 320 for index, frame in enumerate(frames)]
+
+    def changes(sides: list[bool]) -> int:
+        return sum(a != b for a, b in zip(sides, sides[1:]))
+
+    assert changes(largest) == 2 and changes(chosen) == 1
+

@@ -66,11 +66,14 @@ class LandmarkSmoother:
     """Smooths one face's landmarks across video frames; ``strength`` 0 turns it off.
 
     ``strength`` divides the still-face cutoff: 1 is the default, 2 smooths twice as hard.
-    Call ``reset`` when the face is lost (no face, a cut) so the next face does not drift in.
+    Call ``reset`` when the face is lost (no face, a cut) so the next face does not drift in; a
+    jump of more than ``JUMP_EYE_DISTANCES`` between frames (a cut, or another person) also starts
+    over, so two faces are never blended.
     """
 
     MIN_CUTOFF_HZ = 1.0
     BETA = 8.0
+    JUMP_EYE_DISTANCES = 2.0
 
     def __init__(self, fps: float, strength: float = 1.0) -> None:
         if strength < 0:
@@ -78,14 +81,22 @@ class LandmarkSmoother:
         self.strength = strength
         self._filter = OneEuroFilter(rate=fps, min_cutoff=self.MIN_CUTOFF_HZ / strength, beta=self.BETA) \
             if strength > 0 else None
+        self._centre: np.ndarray | None = None
 
     def reset(self) -> None:
         """Start over with the next face."""
         if self._filter is not None:
             self._filter.reset()
+        self._centre = None
 
     def __call__(self, landmarks: np.ndarray) -> np.ndarray:
         """The smoothed landmarks of the next frame."""
+        landmarks = np.asarray(landmarks, dtype=np.float64)
         if self._filter is None:
-            return np.asarray(landmarks, dtype=np.float64)
-        return self._filter(landmarks, scale=1.0 / max(inter_ocular_distance(landmarks), 1.0))
+            return landmarks
+        eyes = max(inter_ocular_distance(landmarks), 1.0)
+        centre = landmarks.mean(axis=0)
+        if self._centre is not None and np.linalg.norm(centre - self._centre) > self.JUMP_EYE_DISTANCES * eyes:
+            self._filter.reset()
+        self._centre = centre
+        return self._filter(landmarks, scale=1.0 / eyes)

@@ -7,7 +7,7 @@ A ``FaceLocator`` maps ``(source, frame index, frame)`` to the landmarks of the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import cv2
 import numpy as np
@@ -21,6 +21,23 @@ REDETECT_EVERY = 10
 WINDOW_PX = 224
 WINDOW_CONTEXT = 2.0
 MIN_OVERLAP = 0.3
+KEEP_AREA = 0.8
+
+
+def detect_resized(detect: Callable[[np.ndarray], list[DetectedFace]], image: np.ndarray, side: int,
+                   corner: tuple[int, int] = (0, 0)) -> list[DetectedFace]:
+    """The faces ``detect`` finds in ``image`` resized so its longer side is ``side`` px, in the
+    pixels of the frame ``image`` was cut from at ``corner`` (x, y)."""
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    size = (max(round(width * scale), 1), max(round(height * scale), 1))
+    if size != (width, height):
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    factor = np.array([width / size[0], height / size[1]])
+    offset = np.array(corner, dtype=np.float64)
+    return [DetectedFace(bbox=face.bbox * np.tile(factor, 2) + np.tile(offset, 2), score=face.score,
+                         landmarks=face.landmarks * factor + offset)
+            for face in detect(np.ascontiguousarray(image))]
 
 
 class ScaledBackend(FaceBackend):
@@ -35,12 +52,9 @@ class ScaledBackend(FaceBackend):
         self.name = backend.name
 
     def detect_boxes(self, image: np.ndarray) -> list[DetectedFace]:
-        scale = self.max_side / max(image.shape[:2])
-        if scale >= 1.0:
+        if max(image.shape[:2]) <= self.max_side:
             return self.backend.detect_boxes(image)
-        small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        return [DetectedFace(bbox=face.bbox / scale, score=face.score, landmarks=face.landmarks / scale)
-                for face in self.backend.detect_boxes(small)]
+        return detect_resized(self.backend.detect_boxes, image, self.max_side)
 
     def landmarks(self, image: np.ndarray, faces: list[DetectedFace]) -> list[DetectedFace]:
         return self.backend.landmarks(image, faces)
@@ -67,10 +81,12 @@ class DetectingLocator:
 
     The whole frame is searched (shrunk to 640 px) on a source's first frame, every ``redetect``
     frames and whenever the face is lost. In between, the detector searches only a window
-    ``WINDOW_CONTEXT`` times the last face's size around it, shrunk to ``WINDOW_PX`` px: a fraction
-    of the cost, with the same landmark accuracy. The detector still confirms the face on every
-    frame, so a face that leaves the picture (or a cut) is not followed. ``redetect=1`` searches
-    every whole frame. ``finder.times`` has the seconds spent.
+    ``WINDOW_CONTEXT`` times the last face's size around it, resized to ``WINDOW_PX`` px: a
+    fraction of the cost, with the same landmark accuracy. The detector still confirms the face on
+    every frame, so a face that leaves the picture (or a cut) is not followed. A full search keeps
+    the face already followed unless another is clearly larger (``KEEP_AREA``), so the swap does not
+    hop between people of similar size. ``redetect=1`` searches every whole frame.
+    ``finder.times`` has the seconds spent.
     """
 
     def __init__(self, backend: FaceBackend, redetect: int = REDETECT_EVERY) -> None:
@@ -82,18 +98,31 @@ class DetectingLocator:
         self._since_search = 0
 
     def __call__(self, source: Path, index: int, frame: np.ndarray) -> list[np.ndarray]:
-        follows = self._previous == (source, index - 1) and self._since_search < self.redetect
-        box = self._box if follows else None
+        last = self._box if self._previous == (source, index - 1) else None
         self._previous = (source, index)
-        faces = self._near(frame, box) if box is not None else []
+        faces = self._near(frame, last) if last is not None and self._since_search < self.redetect else []
         if faces:
             self._since_search += 1
         else:
-            faces = self.finder.find(frame)
+            faces = self._search(frame, last)
             self.full_searches += 1
             self._since_search = 1
         self._box = faces[0].bbox if faces else None
         return [face.landmarks for face in faces]
+
+    def _candidates(self, found: list[DetectedFace]) -> list[DetectedFace]:
+        return [face for face in found if self.finder.keeps(face)]
+
+    def _search(self, frame: np.ndarray, last: np.ndarray | None) -> list[DetectedFace]:
+        """The largest face of the whole frame (or the followed one, if about as large), landmarked."""
+        candidates = self._candidates(self.finder.detect(frame))
+        if not candidates:
+            return []
+        chosen = max(candidates, key=lambda face: face.area)
+        same = _overlapping(candidates, last) if last is not None else None
+        if same is not None and same.area >= KEEP_AREA * chosen.area:
+            chosen = same
+        return self.finder.landmark(frame, [chosen])
 
     def _near(self, frame: np.ndarray, box: np.ndarray) -> list[DetectedFace]:
         """The face in a window around ``box`` that overlaps it most, landmarked; [] if none."""
@@ -104,19 +133,15 @@ class DetectingLocator:
         x1, y1 = min(int(centre_x + half) + 1, width), min(int(centre_y + half) + 1, height)
         if x1 - x0 < 2 or y1 - y0 < 2:
             return []
-        window = frame[y0:y1, x0:x1]
-        scale = min(1.0, WINDOW_PX / max(window.shape[:2]))
-        if scale < 1.0:
-            window = cv2.resize(window, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        corner = np.array([x0, y0], dtype=np.float64)
-        found = [DetectedFace(bbox=face.bbox / scale + np.tile(corner, 2), score=face.score,
-                              landmarks=face.landmarks / scale + corner)
-                 for face in self.finder.detect(np.ascontiguousarray(window))]
-        found = [face for face in found if self.finder.keeps(face)]
-        best = max(found, key=lambda face: box_overlap(face.bbox, box), default=None)
-        if best is None or box_overlap(best.bbox, box) < MIN_OVERLAP:
-            return []
-        return self.finder.landmark(frame, [best])
+        found = detect_resized(self.finder.detect, frame[y0:y1, x0:x1], WINDOW_PX, (x0, y0))
+        best = _overlapping(self._candidates(found), box)
+        return self.finder.landmark(frame, [best]) if best is not None else []
+
+
+def _overlapping(faces: list[DetectedFace], box: np.ndarray) -> DetectedFace | None:
+    """The face overlapping ``box`` most, if by at least ``MIN_OVERLAP`` (intersection over union)."""
+    best = max(faces, key=lambda face: box_overlap(face.bbox, box), default=None)
+    return best if best is not None and box_overlap(best.bbox, box) >= MIN_OVERLAP else None
 
 
 class StoredLocator:
