@@ -76,13 +76,15 @@ def test_video_is_tagged_as_synthetic_media(converted: Path) -> None:
     assert "Synthetic media (deepfake)" in probe.stderr and "tiny_swap_model" in probe.stderr
 
 
-def test_cli_watermark_alignments_and_poisson(run_dfk, model_dir: Path, clip_a: Path, faces_a: Path,
-                                               tmp_path: Path) -> None:
+def test_cli_watermark_alignments_poisson_and_preset(run_dfk, model_dir: Path, clip_a: Path, faces_a: Path,
+                                                      tmp_path: Path) -> None:
     out = tmp_path / "marked.mkv"
     result = run_dfk("-q", "convert", clip_a, "-m", model_dir, "-o", out, "--alignments", faces_a,
-                     "--watermark", "--blend", "poisson", "--color", "reinhard", "--smooth", "0")
+                     "--watermark", "--blend", "poisson", "--color", "reinhard", "--smooth", "0",
+                     "--preset", "ultrafast")
     assert result.code == 0, result
     assert "30 frames (30 with a swapped face)" in result.out
+    assert b"subme=0" in out.read_bytes()  # x264's ultrafast settings, recorded in the stream
     frame = next(iter(VideoReader(out)))
     corner = frame[-12:, 4:60].astype(int)
     assert corner.max() > 200 and corner.min() < 60  # white text on a dark box

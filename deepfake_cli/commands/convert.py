@@ -26,7 +26,7 @@ from deepfake_cli.swap.convert_faces import REDETECT_EVERY
               help="Reuse landmarks from extract's alignments.json instead of detecting faces.")
 @click.option("--redetect", type=int, default=REDETECT_EVERY, show_default=True, metavar="N",
               help="Search the whole frame for faces every N frames and follow the face in between "
-                   "(1 searches every whole frame).")
+                   "(1 searches every whole frame; not used with --alignments).")
 @click.option("--mask", type=click.Choice(MASK_KINDS), default=None,
               help="Blend mask: learned (gan models), hull of the landmarks, or combined "
                    "[default: learned for gan models, else hull].")
@@ -42,9 +42,10 @@ from deepfake_cli.swap.convert_faces import REDETECT_EVERY
               help="Landmark smoothing over time (One-Euro filter); higher is steadier, 0 turns it off.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Faces per model call.")
 @click.option("--crf", type=int, default=18, show_default=True,
-              help="Video quality (x264/x265 CRF, lower is better).")
+              help="Video quality (CRF of libx264/libx265; lower is better).")
 @click.option("--preset", type=click.Choice(ENCODER_PRESETS), default="veryfast", show_default=True,
-              help="x264/x265 speed preset: faster ones use less CPU and write larger files at the same --crf.")
+              help="Speed preset of libx264/libx265: faster ones use less CPU and write larger files at "
+                   "the same --crf.")
 @click.option("--codec", default="libx264", show_default=True,
               help="ffmpeg video encoder, e.g. libx264, libx265, mpeg4.")
 @click.option("--watermark", is_flag=True,
