@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 from deepfake_cli.errors import InputError
 from deepfake_cli.media.alignments import Alignments, FaceRecord, load_alignments, save_alignments
 from deepfake_cli.media.images import read_image
-from deepfake_cli.media.video import VideoReader, VideoWriter, has_audio
+from deepfake_cli.media.synthetic import write_tone_wav
+from deepfake_cli.media.video import VideoReader, VideoWriter, audio_codec, copies_audio, ffmpeg_exe
 
 
 def _record(rng: np.random.Generator, frame: int) -> FaceRecord:
@@ -47,15 +49,37 @@ def test_wrong_version_and_garbage_are_clear_errors(tmp_path: Path) -> None:
         load_alignments(tmp_path)
 
 
-def test_video_writer_keeps_audio_frame_count_and_fps(tmp_path: Path, clip_a: Path) -> None:
+def _audio_md5(path: Path) -> str:
+    """MD5 of the audio stream's packets, as stored (no decoding)."""
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:a",
+                             "-c", "copy", "-f", "md5", "-"], capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_video_writer_keeps_frame_count_fps_and_copies_the_audio_bit_for_bit(
+        tmp_path: Path, clip_a: Path, suffix: str) -> None:
     reader = VideoReader(clip_a)
-    out = tmp_path / "copy.mp4"
+    out = tmp_path / f"copy{suffix}"
     with VideoWriter(out, reader.info.width, reader.info.height, reader.info.fps, audio_from=clip_a) as writer:
         for frame in reader:
             writer.write(frame)
     copy = VideoReader(out)
     assert sum(1 for _ in copy) == 30 and copy.info.fps == pytest.approx(reader.info.fps)
-    assert has_audio(clip_a) and has_audio(out)
+    assert audio_codec(clip_a) == audio_codec(out) == "aac"
+    assert _audio_md5(out) == _audio_md5(clip_a)
+
+
+def test_audio_a_container_cannot_hold_is_re_encoded(tmp_path: Path) -> None:
+    tone = tmp_path / "tone.wav"
+    write_tone_wav(tone, 1.0)
+    assert audio_codec(tone) == "pcm_s16le" and not copies_audio("pcm_s16le", ".mp4")
+    assert copies_audio("pcm_s16le", ".mkv") and copies_audio("aac", ".MP4") and not copies_audio(None, ".mkv")
+    out = tmp_path / "tone.mp4"
+    with VideoWriter(out, 64, 48, 10, audio_from=tone) as writer:
+        for value in range(10):
+            writer.write(np.full((48, 64, 3), value * 20, np.uint8))
+    assert audio_codec(out) == "aac"
 
 
 @pytest.mark.parametrize(("preset", "subme"), [("ultrafast", b"subme=0"), ("veryfast", b"subme=2")])

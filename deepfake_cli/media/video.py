@@ -24,6 +24,8 @@ from deepfake_cli.errors import InputError
 
 # x264/x265 speed presets, fastest first: faster ones spend less CPU and write larger files at one CRF
 ENCODER_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+# audio codecs an MP4/MOV container takes as they are; other audio is re-encoded to AAC
+MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "alac", "ac3", "eac3"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 
 
@@ -90,19 +92,37 @@ class VideoReader:
             capture.release()
 
 
-def has_audio(path: str | Path) -> bool:
-    """Whether the media file at ``path`` contains an audio stream (asks ffmpeg)."""
+def audio_codec(path: str | Path) -> str | None:
+    """Codec of the first audio stream of the media file at ``path`` (``aac``, ...), or None (asks ffmpeg)."""
     result = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, check=False
     )
-    return any("Audio:" in line for line in result.stderr.splitlines() if "Stream #" in line)
+    for line in result.stderr.splitlines():
+        if "Stream #" in line and "Audio:" in line:
+            return line.split("Audio:", 1)[1].split()[0].rstrip(",")
+    return None
+
+
+def has_audio(path: str | Path) -> bool:
+    """Whether the media file at ``path`` contains an audio stream."""
+    return audio_codec(path) is not None
+
+
+def copies_audio(codec: str | None, suffix: str) -> bool:
+    """Whether audio in ``codec`` goes into a ``suffix`` container as it is (else it is re-encoded)."""
+    if codec is None:
+        return False
+    if suffix.lower() == ".mkv":
+        return True
+    return suffix.lower() in {".mp4", ".m4v", ".mov"} and codec in MP4_AUDIO_CODECS
 
 
 class VideoWriter:
     """Encode RGB frames to a video through ffmpeg, optionally muxing audio from ``audio_from``.
 
     Use as a context manager: the file appears at ``path`` only when the block succeeds. ``crf`` and
-    ``preset`` (one of ``ENCODER_PRESETS``) apply to libx264 and libx265.
+    ``preset`` (one of ``ENCODER_PRESETS``) apply to libx264 and libx265. The audio is copied as
+    it is where the container takes its codec (``copies_audio``), else re-encoded to AAC.
     """
 
     def __init__(
@@ -131,7 +151,8 @@ class VideoWriter:
             "-r", f"{fps:.6f}", "-i", "-",
         ]
         if audio_from is not None:
-            command += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a?", "-c:a", "aac"]
+            audio = "copy" if copies_audio(audio_codec(audio_from), self.path.suffix) else "aac"
+            command += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a?", "-c:a", audio]
         command += ["-c:v", codec]
         if codec in ("libx264", "libx265"):
             command += ["-crf", str(crf), "-preset", preset, "-pix_fmt", "yuv420p"]
