@@ -9,6 +9,8 @@
   normalised by the source's inter-ocular distance (outer eye corners, as in the 300-W benchmark):
   expression and pose retention;
 * **background PSNR** — PSNR between source and converted pixels outside the (dilated) face hull;
+* **sharpness** — variance of the Laplacian inside the source face's landmark hull, converted over
+  source (summed over frames): 1 keeps the source's detail, a blurred swap scores well below 1;
 * **faces found** — share of converted frames where a face is detected.
 """
 
@@ -20,13 +22,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from deepfake_cli.errors import InputError, NoFaceError
 from deepfake_cli.faces import FaceBackend, create_backend
 from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE, face_descriptor
-from deepfake_cli.faces.masks import soft_hull_mask
+from deepfake_cli.faces.masks import hull_mask, soft_hull_mask
 from deepfake_cli.media.sources import media_frames
 
 REFERENCE_FRAMES = 32
@@ -43,6 +46,7 @@ class SwapQuality:
     distance_to_b: float
     landmark_nme: float
     background_psnr_db: float
+    sharpness: float
     same_person_distance: float
     margin: float
 
@@ -79,6 +83,13 @@ def landmark_nme(reference: np.ndarray, other: np.ndarray) -> float:
     """
     iod = float(np.linalg.norm(reference[36] - reference[45]))
     return float(np.linalg.norm(reference - other, axis=1).mean()) / max(iod, 1e-6)
+
+
+def laplacian_variance(image: np.ndarray, region: np.ndarray) -> float:
+    """Variance of the grey-level Laplacian of RGB ``image`` over the boolean ``region``."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    values = cv2.Laplacian(grey, cv2.CV_32F, ksize=1)[region]
+    return float(values.var()) if values.size else 0.0
 
 
 def _paired(source: str | Path, converted: str | Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -128,12 +139,16 @@ def evaluate(
     frames = found = transferred = 0
     dist_a, dist_b, nme = [], [], []
     background = _SquaredError()
+    detail = {"source": 0.0, "converted": 0.0}
     for src, out in tqdm(_paired(source, converted), unit="frame", disable=not progress, desc="evaluate"):
         frames += 1
         src_faces, out_faces = backend.detect(src), backend.detect(out)
         if src_faces:
             region = _face_region(src_faces[0].landmarks, src.shape)
             background.add(src[~region], out[~region])
+            hull = hull_mask(src_faces[0].landmarks, src.shape) > 0
+            detail["source"] += laplacian_variance(src, hull)
+            detail["converted"] += laplacian_variance(out, hull)
         if not out_faces:
             continue
         found += 1
@@ -154,6 +169,7 @@ def evaluate(
         distance_to_b=float(np.mean(dist_b)) if dist_b else float("nan"),
         landmark_nme=float(np.mean(nme)) if nme else float("nan"),
         background_psnr_db=background.psnr(),
+        sharpness=detail["converted"] / detail["source"] if detail["source"] > 0 else float("nan"),
         same_person_distance=SAME_PERSON_DISTANCE,
         margin=margin,
     )

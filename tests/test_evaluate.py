@@ -18,6 +18,7 @@ def test_unchanged_clip_transfers_no_identity_and_keeps_everything(run_dfk, clip
     figures = json.loads((tmp_path / "q.json").read_text())
     assert figures["identity_transfer"] == 0.0 and figures["faces_found"] == 1.0
     assert figures["landmark_nme"] == 0.0 and figures["background_psnr_db"] is None
+    assert figures["sharpness"] == 1.0
     assert figures["distance_to_a"] < 0.3 < 0.6 < figures["distance_to_b"]
 
 
@@ -28,6 +29,16 @@ def test_clip_of_b_counts_as_full_identity_transfer(run_dfk, clip_a: Path, clip_
     figures = json.loads(result.out)
     assert figures["identity_transfer"] == 1.0
     assert figures["landmark_nme"] > 0.05 and figures["background_psnr_db"] < 30
+
+
+def test_blurred_face_scores_low_sharpness(run_dfk, clip_a: Path, clip_a_data, faces_a: Path, faces_b: Path,
+                                           tmp_path: Path) -> None:
+    from deepfake_cli.media.synthetic import write_clip
+
+    blurred = write_clip(tmp_path / "blurred.mp4", [cv2.GaussianBlur(f, (0, 0), 2.0) for f in clip_a_data.frames])
+    result = run_dfk("-q", "evaluate", clip_a, blurred, "--a", faces_a, "--b", faces_b)
+    assert result.code == 0, result
+    assert json.loads(result.out)["sharpness"] < 0.3
 
 
 def test_reference_without_a_face_is_a_clear_error(run_dfk, clip_a: Path, tmp_path: Path) -> None:

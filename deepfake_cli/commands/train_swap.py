@@ -28,13 +28,15 @@ SHORTCUTS = ("iterations", "batch_size", "save_every", "preview_every")
               help="Total step to reach (resuming continues up to it).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Faces per identity per step.")
 @click.option("--save-every", type=click.IntRange(min=1), default=None, help="Checkpoint every N steps.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop (and save) after this much training time, even before --iterations.")
 @click.option("--preview-every", type=click.IntRange(min=1), default=None, help="Preview grid every N steps.")
 @device_option
 @click.pass_context
 def train_swap(ctx: click.Context, faces_a: str, faces_b: str, model_dir: str, preset: str | None,
                config_file: str | None, overrides: tuple[str, ...], iterations: int | None,
-               batch_size: int | None, save_every: int | None, preview_every: int | None,
-               device: str | None) -> None:
+               batch_size: int | None, save_every: int | None, minutes: float | None,
+               preview_every: int | None, device: str | None) -> None:
     """Train a shared-encoder/two-decoder swap model (A <-> B) and write MODEL_DIR.
 
     \b
@@ -47,5 +49,5 @@ def train_swap(ctx: click.Context, faces_a: str, faces_b: str, model_dir: str, p
     config = swap_config(model_dir, preset, config_file, [*overrides, *shortcuts])
     options = settings(ctx)
     summary = run_train_swap(faces_a, faces_b, model_dir, config, device=resolve_device_name(ctx, device),
-                             seed=options.seed, progress=options.show_progress)
+                             seed=options.seed, progress=options.show_progress, minutes=minutes)
     click.echo(summary.line())

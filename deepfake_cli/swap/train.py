@@ -188,8 +188,10 @@ def swap_config(model_dir: str | Path, preset: str | None = None, config_file: s
 
 
 def train_swap(faces_a: str | Path, faces_b: str | Path, model_dir: str | Path, config: SwapConfig,
-               device: str = "auto", seed: int = 0, progress: bool = False) -> TrainSummary:
-    """Train (or resume training) a swap model on two extract folders until ``config.train.iterations``.
+               device: str = "auto", seed: int = 0, progress: bool = False,
+               minutes: float | None = None) -> TrainSummary:
+    """Train (or resume training) a swap model on two extract folders until ``config.train.iterations``,
+    or until ``minutes`` of training time have passed in this call (then it saves and returns).
 
     Raises ``ConfigError`` for an invalid config or a resume with a different architecture,
     ``InputError`` for missing/too few faces, ``BackendError`` when perceptual weights are missing,
@@ -217,7 +219,7 @@ def train_swap(faces_a: str | Path, faces_b: str | Path, model_dir: str | Path, 
     with reusing_freed_memory() if torch_device.type == "cpu" else contextlib.nullcontext():
         if checkpoint is None:
             run.save(0.0)  # a step-0 checkpoint makes every later NaN rollback possible
-        _loop(run, summary, progress)
+        _loop(run, summary, progress, None if minutes is None else 60.0 * minutes)
     return summary
 
 
@@ -237,13 +239,13 @@ class _Interval:
         return {name: float(total) / self.steps for name, total in self.sums.items()}
 
 
-def _loop(run: _Run, summary: TrainSummary, progress: bool) -> None:
+def _loop(run: _Run, summary: TrainSummary, progress: bool, time_limit: float | None) -> None:
     train = run.config.train
     faces_per_step = 2 * train.batch_size
     interval = _Interval()
     bar = tqdm(total=train.iterations, initial=run.step, unit="step", disable=not progress, dynamic_ncols=True)
     try:
-        while run.step < train.iterations:
+        while run.step < train.iterations and (time_limit is None or summary.seconds < time_limit):
             started = time.perf_counter()
             try:
                 losses = run.trainer.step(run.step)
