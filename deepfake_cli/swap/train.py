@@ -3,6 +3,7 @@
 Starts a model directory or resumes it (``iterations`` is the total step to reach), then loops:
 one ``SwapTrainer.step`` per iteration, ``log.csv`` rows, previews, background checkpoints. A
 NaN/inf loss rolls back to the last checkpoint with a lower learning rate; Ctrl-C saves first.
+A new model can start from another model's weights (``init_from``): the shared encoder, or all.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from tqdm import tqdm
 
 from deepfake_cli import __version__
 from deepfake_cli.checkpoint import CONFIG_FILE, MODEL_FILE
-from deepfake_cli.config import load_config
-from deepfake_cli.errors import TrainingError
+from deepfake_cli.config import load_config, to_dict
+from deepfake_cli.errors import CheckpointError, ConfigError, InputError, TrainingError
 from deepfake_cli.media.alignments import Alignments
 from deepfake_cli.runtime import resolve_device
 from deepfake_cli.swap.data import FaceSet, load_faces, model_coverage
@@ -36,7 +37,7 @@ from deepfake_cli.swap.monitor import (
     tensorboard_writer,
     write_preview,
 )
-from deepfake_cli.swap.schema import SwapConfig, validate
+from deepfake_cli.swap.schema import ARCHITECTURE_KEYS, SwapConfig, validate
 from deepfake_cli.swap.store import TRAINING_FILE, Checkpoint, ModelStore, check_resumable
 from deepfake_cli.swap.trainer import NonFiniteLoss, SwapTrainer
 
@@ -46,6 +47,11 @@ DEFAULT_PRESET = "original"
 # glibc mallopt parameters and their defaults (see reusing_freed_memory).
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
+INIT_PARTS = ("encoder", "all")  # what ``init_from`` loads; ``encoder`` = every weight outside the decoders
+DECODERS_PREFIX = "decoders."
+# Architecture keys that shape only the per-identity decoders (and a gan's discriminators): an
+# ``encoder`` init may change them. Every other architecture key, and any added later, must match.
+DECODER_ONLY_KEYS = frozenset({"model.kind", "model.decoder_widths", "model.discriminator_widths"})
 
 
 @dataclass
@@ -74,10 +80,11 @@ class TrainSummary:
         return "; ".join(parts) + f"; model: {self.model_dir}"
 
 
-def _run_info(config: SwapConfig, faces: dict[str, FaceSet], seed: int) -> dict[str, Any]:
+def _run_info(config: SwapConfig, faces: dict[str, FaceSet], seed: int,
+              init_from: dict[str, Any] | None = None) -> dict[str, Any]:
     """The bookkeeping part of ``state.json`` (``load_swap_model`` reads the alignment part)."""
     extract = faces["a"].alignments or Alignments()
-    return {
+    info = {
         "kind": config.model.kind,
         "size": config.model.size,
         "coverage": model_coverage(faces["a"].alignments, config.data.crop),
@@ -87,6 +94,9 @@ def _run_info(config: SwapConfig, faces: dict[str, FaceSet], seed: int) -> dict[
         "seed": seed,
         "versions": {"dfk": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__},
     }
+    if init_from is not None:
+        info["init_from"] = init_from
+    return info
 
 
 def _check_coverages(faces: dict[str, FaceSet]) -> None:
@@ -167,6 +177,92 @@ def reusing_freed_memory() -> Iterator[None]:
             libc.malloc_trim(0)
 
 
+@dataclass
+class InitSource:
+    """The weights a new model starts from (``init_from``), already checked against its config."""
+
+    folder: Path
+    parts: str
+    step: int
+    model: dict[str, Any]
+
+    def record(self) -> dict[str, Any]:
+        """What ``state.json`` keeps of it."""
+        return {"model": str(self.folder), "parts": self.parts, "step": self.step}
+
+
+def _lookup(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def read_init_source(folder: str | Path, parts: str, config: SwapConfig) -> InitSource:
+    """Load the weights of model folder ``folder`` for a new model of ``config``.
+
+    ``InputError`` when it holds no model, ``ConfigError`` when an architecture key that matters
+    for ``parts`` differs (``encoder`` ignores the keys of the decoders and discriminators).
+    """
+    if parts not in INIT_PARTS:
+        raise ConfigError(f"--init-parts must be one of {', '.join(INIT_PARTS)}; got {parts!r}")
+    source = ModelStore(folder)
+    if not source.folder.is_dir():
+        raise InputError("--init-from: no such model folder", str(source.folder))
+    if not source.has_checkpoint:
+        raise InputError(f"--init-from: no {MODEL_FILE} here; point it at a model folder written by dfk train-swap",
+                         str(source.folder))
+    old, new = to_dict(source.read_config()), to_dict(config)
+    keys = [key for key in ARCHITECTURE_KEYS if parts == "all" or key not in DECODER_ONLY_KEYS]
+    differing = [f"{key} {_lookup(old, key)} vs {_lookup(new, key)}" for key in keys
+                 if _lookup(old, key) != _lookup(new, key)]
+    if differing:
+        raise ConfigError(f"--init-from {source.folder}: architecture differs (source vs this run: "
+                          + "; ".join(differing) + ")")
+    checkpoint = source.load_model()
+    return InitSource(source.folder, parts, checkpoint.step, checkpoint.model)
+
+
+def _load_part(module: torch.nn.Module, state: Any, wanted: set[str], where: str) -> None:
+    """Load ``state`` into the ``wanted`` entries of ``module.state_dict()``; any mismatch of names
+    or shapes is a ``CheckpointError`` naming the first few."""
+    if not isinstance(state, dict):
+        raise CheckpointError("not a dfk swap checkpoint (weights are not a state dict)", where)
+    target = module.state_dict()
+    problems = [f"missing {key}" for key in sorted(wanted - state.keys())]
+    problems += [f"unexpected {key}" for key in sorted(state.keys() - wanted)]
+    problems += [f"{key} {tuple(value.shape)} vs {tuple(target[key].shape)}" if isinstance(value, torch.Tensor)
+                 else f"{key} is not a tensor" for key, value in sorted(state.items())
+                 if key in wanted and not (isinstance(value, torch.Tensor) and value.shape == target[key].shape)]
+    if not problems:
+        try:
+            module.load_state_dict(state, strict=False)
+            return
+        except RuntimeError as exc:
+            problems = [" ".join(str(exc).split())]
+    shown = "; ".join(problems[:3]) + (f"; ... ({len(problems)} in all)" if len(problems) > 3 else "")
+    raise CheckpointError(f"weights do not fit the configured model: {shown}", where)
+
+
+def apply_init(trainer: SwapTrainer, source: InitSource) -> None:
+    """Copy the ``source.parts`` weights into the freshly built ``trainer`` (optimisers untouched)."""
+    where = f"--init-from {source.folder / MODEL_FILE}"
+    encoder_only = source.parts == "encoder"
+    generator = source.model.get("generator")
+    if encoder_only and isinstance(generator, dict):
+        generator = {key: value for key, value in generator.items() if not key.startswith(DECODERS_PREFIX)}
+    wanted = {key for key in trainer.generator.state_dict() if not (encoder_only and key.startswith(DECODERS_PREFIX))}
+    _load_part(trainer.generator, generator, wanted, where)
+    loaded = "shared encoder weights; decoders start afresh" if encoder_only else "all generator weights"
+    if not encoder_only and trainer.discriminators is not None:
+        if "discriminators" in source.model:
+            _load_part(trainer.discriminators, source.model["discriminators"],
+                       set(trainer.discriminators.state_dict()), where)
+            loaded = "all weights (generator and discriminators)"
+        else:
+            loaded += "; the source has no discriminators, they start afresh"
+    log.info("new model starts from %s (step %d): %s", source.folder, source.step, loaded)
+
+
 def restore(trainer: SwapTrainer, checkpoint: Checkpoint) -> int:
     """Load a checkpoint into ``trainer``; returns its step."""
     trainer.load_model_state(checkpoint.model, MODEL_FILE)
@@ -189,33 +285,52 @@ def swap_config(model_dir: str | Path, preset: str | None = None, config_file: s
 
 def train_swap(faces_a: str | Path, faces_b: str | Path, model_dir: str | Path, config: SwapConfig,
                device: str = "auto", seed: int = 0, progress: bool = False,
-               minutes: float | None = None) -> TrainSummary:
+               minutes: float | None = None, init_from: str | Path | None = None,
+               init_parts: str = "encoder") -> TrainSummary:
     """Train (or resume training) a swap model on two extract folders until ``config.train.iterations``,
     or until ``minutes`` of training time have passed in this call (then it saves and returns).
 
-    Raises ``ConfigError`` for an invalid config or a resume with a different architecture,
-    ``InputError`` for missing/too few faces, ``BackendError`` when perceptual weights are missing,
-    ``CheckpointError`` for unsafe or corrupt checkpoints and ``TrainingError`` for repeated NaNs.
+    ``init_from`` starts a new model (not a resume) from the weights of another model folder:
+    ``init_parts="encoder"`` takes every generator weight outside ``decoders.``, ``"all"`` the
+    whole generator and a gan's discriminators; optimiser state, step and log start afresh.
+
+    Raises ``ConfigError`` for an invalid config or a resume/init with a different architecture,
+    ``InputError`` for missing/too few faces, a missing ``init_from`` model or ``init_from`` onto a
+    folder with a checkpoint, ``BackendError`` when perceptual weights are missing,
+    ``CheckpointError`` for unsafe, corrupt or unfitting checkpoints and ``TrainingError`` for
+    repeated NaNs.
     """
     validate(config)
+    if init_parts not in INIT_PARTS:
+        raise ConfigError(f"--init-parts must be one of {', '.join(INIT_PARTS)}; got {init_parts!r}")
     store = ModelStore(model_dir)
+    if store.has_checkpoint and init_from is not None:
+        raise InputError(f"model folder {store.folder} already has a checkpoint; --init-from starts new models only; "
+                         "drop --init-from to resume")
     if store.has_checkpoint:
         changed = check_resumable(store.read_config(), config)
         if changed:
             log.info("resuming with changed settings: %s", "; ".join(changed))
+    init = read_init_source(init_from, init_parts, config) if init_from is not None else None
     torch_device = resolve_device(device)
     faces = {side: load_faces(folder, config.model.size, config.data.crop, config.loss.eye, config.loss.mouth,
                               torch_device) for side, folder in zip(SIDES, (faces_a, faces_b), strict=True)}
     _check_coverages(faces)
     trainer = SwapTrainer(config, faces, torch_device, seed)
+    init_record = None
+    if init is not None:
+        apply_init(trainer, init)
+        init_record, init = init.record(), None  # let the source's tensors go
     checkpoint = store.load() if store.has_checkpoint else None
+    if checkpoint is not None:
+        init_record = checkpoint.info.get("init_from")  # a resumed model keeps what it started from
     step = restore(trainer, checkpoint) if checkpoint is not None else 0
     summary = TrainSummary(store.folder, step, step)
     if step >= config.train.iterations:
         return summary
     store.write_config(config)
     seconds_before = float(checkpoint.info.get("seconds", 0.0)) if checkpoint is not None else 0.0
-    run = _Run(trainer, store, _run_info(config, faces, seed), step, seconds_before)
+    run = _Run(trainer, store, _run_info(config, faces, seed, init_record), step, seconds_before)
     with reusing_freed_memory() if torch_device.type == "cpu" else contextlib.nullcontext():
         if checkpoint is None:
             run.save(0.0)  # a step-0 checkpoint makes every later NaN rollback possible
