@@ -83,6 +83,38 @@ def test_weighted_l1_and_edge_loss() -> None:
     assert losses.mask_total_variation(torch.ones(1, 1, 8, 8)) == 0
 
 
+@pytest.mark.parametrize("scales", [1, 3])
+def test_ssim_is_one_for_identical_images_and_falls_with_damage(scales: int) -> None:
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, 64, 64, generator=generator)
+    noisy = (image + 0.2 * torch.randn(image.shape, generator=generator)).clamp(0, 1)
+    blurred = torch.nn.functional.avg_pool2d(image, 3, 1, 1)
+    assert losses.ssim(image, image, scales=scales).item() == pytest.approx(1.0, abs=1e-5)
+    assert losses.dssim_loss(image, image, scales=scales).item() == pytest.approx(0.0, abs=1e-5)
+    assert 0.0 < losses.ssim(image, noisy, scales=scales).item() < 0.9
+    assert losses.ssim(image, blurred, scales=scales).item() < 0.95
+
+
+@pytest.mark.parametrize("scales", [1, 3])
+def test_dssim_gradients_are_finite_even_on_flat_images(scales: int) -> None:
+    target = torch.full((2, 3, 32, 32), 0.5)
+    for pred in (torch.zeros(2, 3, 32, 32), torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))):
+        pred.requires_grad_(True)
+        weight = torch.ones(2, 1, 32, 32)
+        losses.dssim_loss(pred, target, weight, scales).backward()
+        assert pred.grad is not None and bool(torch.isfinite(pred.grad).all())
+
+
+def test_ssim_weight_map_ignores_unweighted_pixels() -> None:
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    damaged = image.clone()
+    damaged[..., :, 24:] = 0.0
+    weight = torch.zeros(1, 1, 32, 32)
+    weight[..., :, :8] = 1.0  # far (> one 11 px window) from the damage
+    assert losses.ssim(image, damaged, weight).item() == pytest.approx(1.0, abs=1e-4)
+    assert losses.ssim(image, damaged).item() < 0.9
+
+
 def test_adversarial_losses() -> None:
     real, fake = torch.ones(4), torch.zeros(4)
     assert losses.discriminator_loss(real, fake, "lsgan") == 0  # a perfect discriminator
@@ -167,6 +199,30 @@ def test_region_weights_mark_eyes_and_mouth() -> None:
     assert weights[2, 2] == 1.0 and set(np.unique(weights)) == {1.0, 2.0, 3.0}
 
 
+def test_background_weight_applies_outside_the_face_only() -> None:
+    points = template_points(64, 0.625)
+    weights = region_weights(points, 64, eye=3.0, mouth=2.0, background=0.2)
+    nose = points[30].round().astype(int)
+    assert weights[2, 2] == pytest.approx(0.2) and weights[nose[1], nose[0]] == 1.0
+    assert np.allclose(np.unique(weights), [0.2, 1.0, 2.0, 3.0])
+
+
+def test_learning_rate_warms_up_then_follows_the_cosine(faces_a: Path, tmp_path: Path) -> None:
+    from deepfake_cli.swap.trainer import SwapTrainer
+
+    config = swap_config(tmp_path, "tiny", overrides=["train.warmup=10", "train.lr_schedule=cosine",
+                                                      "train.iterations=110", "train.lr_min=0.1"])
+    faces = load_faces(faces_a, 32)
+    trainer = SwapTrainer(config, {"a": faces, "b": faces}, torch.device("cpu"), seed=0)
+    factors = [trainer.lr_factor(step) for step in (0, 4, 9, 10, 60, 110, 500)]
+    assert factors[0] == pytest.approx(0.1) and factors[1] == pytest.approx(0.5)
+    assert factors[2] == pytest.approx(1.0) and factors[3] == pytest.approx(1.0)
+    assert factors[4] == pytest.approx(0.55) and factors[5] == pytest.approx(0.1) == factors[6]
+    trainer.set_lr_scale(0.5)  # after a NaN rollback the schedule is scaled, not replaced
+    trainer.step(4)
+    assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(config.train.lr * 0.5 * 0.5)
+
+
 def test_load_faces_with_alignments(faces_a: Path) -> None:
     faces = load_faces(faces_a, 32, device="cpu")
     assert faces.images.dtype == torch.uint8 and faces.images.shape == (len(faces), 3, 32, 32)
@@ -199,6 +255,8 @@ def test_too_few_or_missing_faces(faces_a: Path, tmp_path: Path) -> None:
     ("train.lr=0", "train.lr"),
     ("loss.recon=-1", "negative"),
     ("loss.schedule=[{start: 0, term: bogus, weight: 1}]", "term"),
+    ("loss.ssim_scales=4", "ssim_scales"),
+    ("loss.background=1.5", "background"),
 ])
 def test_invalid_configs_are_config_errors(tmp_path: Path, override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

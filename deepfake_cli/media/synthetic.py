@@ -73,8 +73,19 @@ def make_clip(
     ``face_fraction`` sets the face size relative to the frame height; ``motion`` scales the
     amplitude of shift, rotation, zoom and lighting changes; ``seed`` picks the phases.
     """
-    still = STILLS[name]
-    image = load_still(name)
+    return moving_still(load_still(name), STILLS[name], n_frames, size, seed, face_fraction, motion)
+
+
+def moving_still(
+    image: np.ndarray,
+    still: Still,
+    n_frames: int = 30,
+    size: tuple[int, int] = (320, 240),
+    seed: int = 0,
+    face_fraction: float = 0.42,
+    motion: float = 1.0,
+) -> Clip:
+    """``make_clip`` for any RGB ``image`` whose face ``still`` locates (e.g. one frame of a video)."""
     width, height = size
     rng = np.random.default_rng(seed)
     phases = rng.uniform(0, 2 * math.pi, size=6)

@@ -29,6 +29,7 @@ DEFAULT_COVERAGE = Alignments().coverage
 REGIONS_68 = {"eye": (slice(36, 42), slice(42, 48)), "mouth": (slice(48, 60),)}
 REGIONS_5 = {"eye": (slice(0, 1), slice(1, 2)), "mouth": (slice(3, 5),)}
 GROW_68, GROW_5 = 0.12, 0.25
+FACE_GROW = 0.3  # the face region of the background weight: the 68-point hull grown by this x IOD
 
 
 @dataclass
@@ -55,14 +56,21 @@ def model_coverage(alignments: Alignments | None, crop: float) -> float:
     return (alignments.coverage if alignments is not None else DEFAULT_COVERAGE) / crop
 
 
-def region_weights(landmarks: np.ndarray, size: int, eye: float, mouth: float) -> np.ndarray:
-    """Float32 ``size x size`` map: 1 everywhere, ``eye`` on the eyes, ``mouth`` on the mouth.
+def region_weights(landmarks: np.ndarray, size: int, eye: float, mouth: float,
+                   background: float = 1.0) -> np.ndarray:
+    """Float32 ``size x size`` map: 1 on the face, ``eye`` on the eyes, ``mouth`` on the mouth and
+    ``background`` outside the face (its 68-point hull grown by ``FACE_GROW`` x the eye distance).
 
-    ``landmarks`` (68 or 5 points) are in the map's pixel coordinates.
+    ``landmarks`` (68 or 5 points) are in the map's pixel coordinates; with 5 points there is no
+    hull and the background weight does not apply.
     """
     regions, grow = (REGIONS_68, GROW_68) if len(landmarks) == 68 else (REGIONS_5, GROW_5)
-    pixels = -grow * inter_ocular_distance(landmarks)
+    iod = inter_ocular_distance(landmarks)
+    pixels = -grow * iod
     weights = np.ones((size, size), dtype=np.float32)
+    if background != 1.0 and len(landmarks) == 68:
+        face = erode_mask(hull_mask(landmarks, weights.shape), -FACE_GROW * iod) > 0
+        weights[~face] = background
     for name, value in (("mouth", mouth), ("eye", eye)):
         for part in regions[name]:
             area = erode_mask(hull_mask(landmarks[part], weights.shape), pixels) > 0
@@ -95,7 +103,7 @@ def _landmarks_in_model(record: FaceRecord, to_model: np.ndarray, file_width: in
 
 
 def load_faces(folder: str | Path, size: int, crop: float = 1.0, eye: float = 3.0, mouth: float = 2.0,
-               device: torch.device | str = "cpu") -> FaceSet:
+               device: torch.device | str = "cpu", background: float = 1.0) -> FaceSet:
     """Load an extract folder as a ``FaceSet`` at ``size`` px on ``device``.
 
     Raises ``InputError`` for a missing folder or fewer than ``MIN_FACES`` faces.
@@ -118,7 +126,7 @@ def load_faces(folder: str | Path, size: int, crop: float = 1.0, eye: float = 3.
             weights.append(np.ones((size, size), dtype=np.float32))
             continue
         points = _landmarks_in_model(record, to_model, file_width)
-        weights.append(region_weights(points, size, eye, mouth))
+        weights.append(region_weights(points, size, eye, mouth, background))
     stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().to(device)
     weight_maps = torch.from_numpy(np.stack(weights))[:, None].to(device) if alignments else None
     return FaceSet(folder, stacked, weight_maps, [p.name for p in files], alignments)

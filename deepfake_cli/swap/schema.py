@@ -13,8 +13,9 @@ from typing import Any, Literal, get_args
 from deepfake_cli.errors import ConfigError
 
 VggTap = Literal["relu1_2", "relu2_2", "relu3_4", "relu4_4"]
-LossTerm = Literal["recon", "edge", "perceptual", "adversarial", "mask_l1", "mask_tv"]
+LossTerm = Literal["recon", "ssim", "edge", "perceptual", "adversarial", "mask_l1", "mask_tv"]
 LOSS_TERMS: tuple[str, ...] = get_args(LossTerm)
+MAX_SSIM_SCALES, MIN_SSIM_PX = 5, 8  # multi-scale SSIM: at most 5 scales, the coarsest at least 8 px
 GAN_ONLY_TERMS = frozenset({"adversarial", "mask_l1", "mask_tv"})
 
 
@@ -66,15 +67,21 @@ class ScheduleEntry:
 
 @dataclass
 class LossConfig:
-    """Loss weights (0 turns a term off), eye/mouth weights of the reconstruction, and a schedule.
+    """Loss weights (0 turns a term off), eye/mouth/background weights of the reconstruction, and a
+    schedule. ``recon`` is L1; ``ssim`` is DSSIM, multi-scale over ``ssim_scales`` halvings (use
+    3-5 at 128 px and up). ``background`` weighs pixels outside the face in recon and ssim (1 =
+    the whole crop counts alike; lower puts the model's capacity on the face that convert uses).
 
     ``adversarial``, ``mask_l1`` and ``mask_tv`` apply to ``gan`` models only; an ``original``
     model ignores them, so ``--set model.kind=gan`` alone gives a complete GAN.
     """
 
     recon: float = 1.0
+    ssim: float = 0.0
+    ssim_scales: int = 1
     eye: float = 3.0
     mouth: float = 2.0
+    background: float = 1.0
     edge: float = 0.0
     perceptual: float = 0.0
     adversarial: float = 0.1
@@ -101,6 +108,9 @@ class TrainConfig:
     batch_size: int = 16  # faces per identity per step
     lr: float = 1e-4
     lr_discriminator: float = 1e-4
+    warmup: int = 0  # steps of linear learning-rate warm-up from 0
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to lr * lr_min at iterations
+    lr_min: float = 0.1
     beta1: float = 0.5
     beta2: float = 0.999
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: fp32 on CPU, bf16/fp16 on CUDA
@@ -191,6 +201,12 @@ def validate(config: SwapConfig) -> SwapConfig:
     if negative or any(e.weight < 0 or e.start < 0 for e in config.loss.schedule):
         raise ConfigError(f"loss weights and schedule steps must not be negative {negative or ''}".strip(),
                           "config")
+    scales = config.loss.ssim_scales
+    if not 1 <= scales <= MAX_SSIM_SCALES or model.size // 2 ** (scales - 1) < MIN_SSIM_PX:
+        raise ConfigError(f"loss.ssim_scales must be 1..{MAX_SSIM_SCALES} with the coarsest scale at least "
+                          f"{MIN_SSIM_PX} px; got {scales} at {model.size} px", "config")
+    if not 0 <= config.loss.background <= 1 or train.warmup < 0 or not 0 <= train.lr_min <= 1:
+        raise ConfigError("loss.background and train.lr_min must be within 0..1, train.warmup >= 0", "config")
     if not config.perceptual.layers:
         raise ConfigError("perceptual.layers must name at least one VGG19 layer", "config")
     if not active_terms(config):
