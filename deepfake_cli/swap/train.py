@@ -313,8 +313,9 @@ def train_swap(faces_a: str | Path, faces_b: str | Path, model_dir: str | Path, 
             log.info("resuming with changed settings: %s", "; ".join(changed))
     init = read_init_source(init_from, init_parts, config) if init_from is not None else None
     torch_device = resolve_device(device)
-    faces = {side: load_faces(folder, config.model.size, config.data.crop, config.loss.eye, config.loss.mouth,
-                              torch_device) for side, folder in zip(SIDES, (faces_a, faces_b), strict=True)}
+    loss = config.loss
+    faces = {side: load_faces(folder, config.model.size, config.data.crop, loss.eye, loss.mouth, torch_device,
+                              loss.background) for side, folder in zip(SIDES, (faces_a, faces_b), strict=True)}
     _check_coverages(faces)
     trainer = SwapTrainer(config, faces, torch_device, seed)
     init_record = None

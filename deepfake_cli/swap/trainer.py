@@ -8,18 +8,22 @@ identity and blends its output with the input through the predicted alpha mask.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import math
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from deepfake_cli.errors import CheckpointError
-from deepfake_cli.runtime import autocast, autocast_dtype
+from deepfake_cli.runtime import autocast, autocast_dtype, log_once
 from deepfake_cli.swap.augment import Augmenter, Batch
 from deepfake_cli.swap.data import FaceSet
 from deepfake_cli.swap.losses import (
     PerceptualLoss,
     discriminator_loss,
+    dssim_loss,
     edge_loss,
     generator_adversarial_loss,
     load_perceptual,
@@ -49,6 +53,53 @@ def composite(decoded: Decoded, face: torch.Tensor) -> torch.Tensor:
         return rgb
     mask = mask.float()
     return mask * rgb + (1.0 - mask) * face
+
+
+def generator_seed(state: torch.Tensor) -> int:
+    """A seed derived from a saved generator state: the same state always gives the same seed."""
+    digest = hashlib.sha256(state.detach().cpu().contiguous().numpy().tobytes()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def restore_generator(generator: torch.Generator, state: Any, saved_on: str | None = None) -> bool:
+    """Put ``generator`` in a saved ``state`` (a CPU ByteTensor) taken on a ``saved_on`` device type.
+
+    A CPU generator (Mersenne Twister, a 5056-byte state) and a CUDA one (Philox: seed and offset,
+    16 bytes) are different algorithms, so no conversion continues one's random stream on the
+    other. A state of the other kind therefore re-seeds ``generator`` from a hash of that state: a
+    given checkpoint always resumes with the same augmentation, but not with the stream the saving
+    run would have drawn next (logged once). Checkpoints without ``saved_on`` are told apart by the
+    state's size. Returns whether the state itself was restored. A state that is not a 1-D byte
+    tensor is a ``ValueError``; one of the right kind that torch refuses a ``RuntimeError``.
+    """
+    if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or state.ndim != 1:
+        raise ValueError("expected a 1-D byte tensor")
+    state = state.detach().cpu().contiguous()
+    here = generator.device.type
+    same_kind = state.numel() == generator.get_state().numel() and saved_on in (None, here)
+    if same_kind:
+        generator.set_state(state)
+        return True
+    generator.manual_seed(generator_seed(state))
+    log_once("rng-reseed", logging.INFO, "the augmentation random state was saved on %s and this run is on %s; "
+             "the two do not convert, so it is re-seeded from the saved state (deterministic, but a new random "
+             "stream)", saved_on or "another kind of device", here)
+    return False
+
+
+def load_scaler_state(scaler: torch.amp.GradScaler, state: Any) -> bool:
+    """Load a saved grad-scaler ``state`` if there is one and ``scaler`` is enabled; returns whether it did.
+
+    fp32/bf16 runs (every CPU run) save a disabled scaler's empty state, fp16 CUDA runs a full one;
+    either kind of run may resume the other: an enabled scaler given an empty state keeps its initial
+    scale, a disabled one needs no state at all.
+    """
+    if not state or not scaler.is_enabled():
+        return False
+    if not isinstance(state, Mapping):
+        raise ValueError(f"expected a dict, got {type(state).__name__}")
+    scaler.load_state_dict(dict(state))
+    return True
 
 
 def _check_finite(losses: Mapping[str, torch.Tensor]) -> None:
@@ -98,6 +149,7 @@ class SwapTrainer:
 
         Raises ``NonFiniteLoss`` (before updating the generator) when a loss is NaN or infinite.
         """
+        self._schedule_lr(step)
         weights = loss_weights(self.config.loss, step)
         batch_size = self.config.train.batch_size
         batches = {side: self.augment(*self.faces[side].sample(batch_size, self.rng)) for side in SIDES}
@@ -130,6 +182,11 @@ class SwapTrainer:
             terms["recon"] = weighted_l1(output, target, batch.weight)
             if mask is not None:
                 terms["recon"] = 0.5 * (terms["recon"] + weighted_l1(rgb.float(), target, batch.weight))
+        if "ssim" in self.terms:
+            scales = self.config.loss.ssim_scales
+            terms["ssim"] = dssim_loss(output, target, batch.weight, scales)
+            if mask is not None:
+                terms["ssim"] = 0.5 * (terms["ssim"] + dssim_loss(rgb, target, batch.weight, scales))
         if "edge" in self.terms:
             terms["edge"] = edge_loss(output, target)
         if self.perceptual is not None:
@@ -183,13 +240,25 @@ class SwapTrainer:
                 masks.append(swapped[1].float().expand(-1, 3, -1, -1))
         return rows + masks
 
-    def set_lr_scale(self, scale: float) -> None:
-        """Multiply the configured learning rates by ``scale`` (lowered after a NaN rollback)."""
-        self.lr_scale = scale
+    def lr_factor(self, step: int) -> float:
+        """The schedule's share of the configured learning rate at ``step``: linear warm-up, then
+        constant or a cosine decay to ``lr_min`` at ``iterations``."""
         train = self.config.train
+        factor = min(1.0, (step + 1) / train.warmup) if train.warmup else 1.0
+        if train.lr_schedule == "cosine":
+            progress = min(max(step - train.warmup, 0) / max(train.iterations - train.warmup, 1), 1.0)
+            factor *= train.lr_min + (1.0 - train.lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return factor
+
+    def _schedule_lr(self, step: int) -> None:
+        train, factor = self.config.train, self.lr_scale * self.lr_factor(step)
         for optimizer, base in ((self.opt_g, train.lr), (self.opt_d, train.lr_discriminator)):
             for group in optimizer.param_groups if optimizer is not None else []:
-                group["lr"] = base * scale
+                group["lr"] = base * factor
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Multiply the scheduled learning rates by ``scale`` (lowered after a NaN rollback)."""
+        self.lr_scale = scale
 
     def model_state(self) -> dict[str, Any]:
         """Network weights only (what ``model.pt`` holds)."""
@@ -199,9 +268,14 @@ class SwapTrainer:
         return state
 
     def training_state(self) -> dict[str, Any]:
-        """Optimiser, grad-scaler and random-generator state (what ``training.pt`` holds)."""
+        """Optimiser, grad-scaler and random-generator state (what ``training.pt`` holds).
+
+        The generator's state is a CPU ByteTensor saved with the device type it came from
+        (``rng_device``), so a run on another kind of device knows it cannot take it as it is.
+        """
         state: dict[str, Any] = {"opt_g": self.opt_g.state_dict(), "scaler": self.scaler.state_dict(),
-                                 "rng": self.rng.get_state(), "lr_scale": self.lr_scale}
+                                 "rng": self.rng.get_state().cpu(), "rng_device": self.rng.device.type,
+                                 "lr_scale": self.lr_scale}
         if self.opt_d is not None:
             state["opt_d"] = self.opt_d.state_dict()
         return state
@@ -217,14 +291,25 @@ class SwapTrainer:
             raise CheckpointError(f"weights do not fit the configured model: {first}", where) from None
 
     def load_training_state(self, state: Mapping[str, Any], where: str) -> None:
-        """Restore optimisers, grad scaler, random generator and learning-rate scale."""
+        """Restore optimisers, grad scaler, random generator and learning-rate scale.
+
+        State saved on another device loads here (CPU <-> CUDA, fp16 <-> fp32/bf16): optimiser tensors
+        move to the parameters' device, the grad scaler and random generator follow
+        ``load_scaler_state`` and ``restore_generator``. A part that cannot be restored is a
+        ``CheckpointError`` naming it (optimiser, grad-scaler or random-generator state).
+        """
+        part = "optimiser state does not fit the configured model"
         try:
             self.opt_g.load_state_dict(state["opt_g"])
             if self.opt_d is not None:
                 self.opt_d.load_state_dict(state["opt_d"])
-            self.scaler.load_state_dict(state["scaler"])
-            self.rng.set_state(state["rng"].cpu())
-        except (KeyError, RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"optimiser state does not fit the configured model: {first}", where) from None
+            part = "unusable grad-scaler state"
+            load_scaler_state(self.scaler, state.get("scaler"))
+            part = "unusable random-generator (rng) state"
+            restore_generator(self.rng, state["rng"], state.get("rng_device"))
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, KeyError):
+                first = f"missing {first}"
+            raise CheckpointError(f"{part}: {first}", where) from None
         self.set_lr_scale(float(state.get("lr_scale", 1.0)))
