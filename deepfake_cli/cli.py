@@ -13,8 +13,8 @@ import sys
 
 import click
 
-from deepfake_cli import DEVICE_CHOICES, __version__
-from deepfake_cli.commands import Settings, setup_logging
+from deepfake_cli import __version__
+from deepfake_cli.commands import DEVICE, Settings, setup_logging
 from deepfake_cli.errors import DfkError
 
 # Command name -> (module in deepfake_cli.commands, click command attribute, one-line help).
@@ -51,8 +51,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="dfk")
-@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
-              help="Where models run; commands accept --device too.")
+@click.option("--device", type=DEVICE, default="auto", show_default=True,
+              help="Where models run: auto, cpu, cuda or cuda:N (GPU N); commands accept --device too.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for reproducible runs.")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.option("-v", "--verbose", count=True, help="More log output (repeat for more).")

@@ -9,7 +9,9 @@ from typing import Any, Callable
 import click
 import tqdm
 
-from deepfake_cli import DEVICE_CHOICES
+from deepfake_cli import device_name_error
+from deepfake_cli.errors import ConfigError
+from deepfake_cli.media.shards import SLURM_TASK_VARIABLE, Shard, parse_shard
 
 
 @dataclass
@@ -52,10 +54,34 @@ def settings(ctx: click.Context) -> Settings:
     return root.obj if isinstance(root.obj, Settings) else Settings()
 
 
+class DeviceName(click.ParamType):
+    """A ``--device`` value: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (checked without importing torch).
+
+    A bad value raises ``ConfigError``, so the CLI prints one line ``error: unknown device ...``
+    rather than click's usage block; whether the GPU exists is checked when the device is resolved.
+    """
+
+    name = "device"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[auto|cpu|cuda|cuda:N]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        name = str(value).strip().lower()
+        problem = device_name_error(name)
+        if problem:
+            raise ConfigError(problem, "--device")
+        return name
+
+
+DEVICE = DeviceName()
+
+
 def device_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--device`` to a command; it overrides the global ``dfk --device``."""
-    return click.option("--device", type=click.Choice(DEVICE_CHOICES), default=None,
-                        help="Where models run (default: the global --device, auto).")(func)
+    return click.option("--device", type=DEVICE, default=None,
+                        help="Where models run: auto, cpu, cuda or cuda:N (default: the global --device, "
+                             "auto).")(func)
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -65,6 +91,25 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                         help="YAML file merged over the preset.")(func)
     return func
+
+
+class ShardType(click.ParamType):
+    """``K/N`` or ``auto/N`` -> ``Shard``; a bad value raises ``ConfigError`` (one ``error:`` line)."""
+
+    name = "K/N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Shard:
+        return value if isinstance(value, Shard) else parse_shard(str(value))
+
+
+def shard_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--shard K/N`` (or ``auto/N``): process only one shard of the sorted input files."""
+    return click.option(
+        "--shard", type=ShardType(), default=None,
+        help="Process only shard K of N: the input files at 0-based positions i (sorted order) with "
+             f"i % N == K-1; run all N shards to cover every file. auto/N takes K = ${SLURM_TASK_VARIABLE}, "
+             f"which must be in 1..N (submit the array as --array=1-N; an array starting at 0 is refused).",
+    )(func)
 
 
 def resolve_device_name(ctx: click.Context, device: str | None) -> str:

@@ -41,7 +41,7 @@ def extract(ctx: click.Context, inputs: tuple[str, ...], outdir: str, detector: 
     options = ExtractOptions(
         detector=detector, size=size, coverage=coverage, every_n=every_n, all_faces=all_faces,
         min_size=min_size, min_score=min_score, fan_weights=fan_weights, flip_input=flip_input,
-        device=resolve_device(resolve_device_name(ctx, device)).type,
+        device=str(resolve_device(resolve_device_name(ctx, device))),  # keeps cuda:N
     )
     summary = run_extract(list(inputs), outdir, options, progress=settings(ctx).show_progress)
     click.echo(summary.line())
