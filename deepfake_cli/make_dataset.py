@@ -10,6 +10,14 @@ converted a2b and every B video b2a. The result under ROOT::
 
 ``train-detect --dataset ROOT`` reads it (DFDC layout), keeping every fake on the same side of a
 split as its original. Re-running skips videos already written.
+
+Sharding (``shard=K/N``, e.g. one SLURM array task each): the work list is every (pair, video) in
+order -- pairs as given, A videos then B videos, each folder sorted -- and shard K takes the items at
+positions i with i % N == K-1 (``media.shards``). A sharded run writes ``metadata.shard-K-of-N.json``
+and ``dataset.shard-K-of-N.csv`` listing only its own videos, never ``metadata.json``; whichever
+run finds every video of the whole list on disk when it ends (the last shard to finish, or any
+later run) also writes the complete ``metadata.json`` and ``dataset.csv``, the same as one
+unsharded run writes.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from pathlib import Path
 
 from deepfake_cli.checkpoint import atomic_path, write_json_atomic, write_text_atomic
 from deepfake_cli.errors import ConfigError, InputError
+from deepfake_cli.media.shards import Shard
 from deepfake_cli.media.video import is_video
 from deepfake_cli.swap.convert import ConvertOptions, convert
 
@@ -50,12 +59,22 @@ class DatasetSummary:
     entries: list[DatasetEntry] = field(default_factory=list)
     made: int = 0
     reused: int = 0
+    shard: Shard | None = None
+    complete: bool = True  # metadata.json and dataset.csv cover the whole dataset
+    total: int = 0  # videos (real and fake) of the whole dataset, every shard's
 
     def line(self) -> str:
         """A one-line summary for the terminal."""
         real = sum(e.label == "REAL" for e in self.entries)
-        return (f"make-dataset: {real} real and {len(self.entries) - real} fake videos "
+        name = f"make-dataset (shard {self.shard.label})" if self.shard else "make-dataset"
+        text = (f"{name}: {real} real and {len(self.entries) - real} fake videos "
                 f"({self.made} converted now, {self.reused} already there) -> {self.root}")
+        if self.shard is None:
+            return text
+        text += f"; listed in metadata.{self.shard.tag}.json"
+        if self.complete:
+            return text + f"; every shard is done: metadata.json and dataset.csv list all {self.total} videos"
+        return text + "; metadata.json is written once every shard is done"
 
 
 def _videos(path: Path) -> list[Path]:
@@ -91,10 +110,12 @@ def make_dataset(
     root: str | Path,
     options: ConvertOptions | None = None,
     progress: bool = True,
+    shard: Shard | None = None,
 ) -> DatasetSummary:
     """Convert each pair's videos with its model in both directions into a labelled dataset.
 
     With one model it serves every pair; otherwise there must be one model per pair, in order.
+    ``shard`` makes only that shard of the (pair, video) list (see the module docstring).
     """
     if not pairs:
         raise ConfigError("give at least one --pair A_VIDEOS B_VIDEOS")
@@ -104,7 +125,43 @@ def make_dataset(
         if not Path(model).is_dir():
             raise InputError("model folder not found", str(model))
     target = Path(root)
-    summary = DatasetSummary(root=target)
+    jobs = _jobs(pairs, models)
+    summary = DatasetSummary(root=target, shard=shard, total=2 * len(jobs))
+    for job in (shard.select(jobs) if shard else jobs):
+        _place_real(job.video, target / job.real.path)
+        summary.entries.append(job.real)
+        if (target / job.fake.path).exists():
+            summary.reused += 1
+        else:
+            run_options = replace(options or ConvertOptions(), direction=job.fake.direction)
+            convert(job.video, target / job.fake.path, job.model, run_options, progress=progress)
+            summary.made += 1
+        summary.entries.append(job.fake)
+    if shard is None:
+        _write_index(target, summary.entries)
+        return summary
+    _write_index(target, summary.entries, f".{shard.tag}")
+    everything = [entry for job in jobs for entry in (job.real, job.fake)]
+    # outputs appear only complete (rename), so the last shard to finish sees every one of them
+    summary.complete = all((target / entry.path).is_file() for entry in everything)
+    if summary.complete:
+        _write_index(target, everything)
+    return summary
+
+
+@dataclass
+class _Job:
+    """One (pair, video): the source, its model, and the real and fake entries it yields."""
+
+    video: Path
+    model: Path
+    real: DatasetEntry
+    fake: DatasetEntry
+
+
+def _jobs(pairs: list[tuple[str | Path, str | Path]], models: list[str | Path]) -> list[_Job]:
+    """Every (pair, video) in a stable order: pairs as given, A then B videos, each folder sorted."""
+    jobs = []
     for number, (videos_a, videos_b) in enumerate(pairs, start=1):
         model = Path(models[0] if len(models) == 1 else models[number - 1])
         for side, folder, direction in (("a", Path(videos_a), "a2b"), ("b", Path(videos_b), "b2a")):
@@ -112,30 +169,23 @@ def make_dataset(
                 stem = _name(video, folder)
                 real_rel = f"real/p{number}_{side}_{stem}.mp4"
                 fake_rel = f"fake/p{number}_{side}_{stem}__{model.name}_{direction}.mp4"
-                _place_real(video, target / real_rel)
-                summary.entries.append(DatasetEntry(real_rel, "REAL", real_rel))
-                if (target / fake_rel).exists():
-                    summary.reused += 1
-                else:
-                    run_options = replace(options or ConvertOptions(), direction=direction)
-                    convert(video, target / fake_rel, model, run_options, progress=progress)
-                    summary.made += 1
-                summary.entries.append(DatasetEntry(fake_rel, "FAKE", real_rel, real_rel, model.name, direction))
-    _write_index(target, summary.entries)
-    return summary
+                jobs.append(_Job(video, model, DatasetEntry(real_rel, "REAL", real_rel),
+                                 DatasetEntry(fake_rel, "FAKE", real_rel, real_rel, model.name, direction)))
+    return jobs
 
 
-def _write_index(root: Path, entries: list[DatasetEntry]) -> None:
+def _write_index(root: Path, entries: list[DatasetEntry], tag: str = "") -> None:
+    """``metadata<tag>.json`` and ``dataset<tag>.csv`` listing ``entries``."""
     metadata = {}
     for entry in entries:
         record = {"label": entry.label}
         if entry.original:
             record.update(original=entry.original, model=entry.model, direction=entry.direction)
         metadata[entry.path] = record
-    write_json_atomic(root / "metadata.json", metadata)
+    write_json_atomic(root / f"metadata{tag}.json", metadata)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["path", "label", "group", "original", "model", "direction"])
     for entry in entries:
         writer.writerow([entry.path, entry.label, entry.group, entry.original, entry.model, entry.direction])
-    write_text_atomic(root / "dataset.csv", buffer.getvalue())
+    write_text_atomic(root / f"dataset{tag}.csv", buffer.getvalue())

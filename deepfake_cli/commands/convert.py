@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from deepfake_cli.commands import device_option, resolve_device_name, settings
+from deepfake_cli.commands import device_option, resolve_device_name, settings, shard_option
 from deepfake_cli.faces.blend import BLEND_METHODS
 from deepfake_cli.faces.color import COLOR_METHODS
 from deepfake_cli.faces.masks import MASK_KINDS
+from deepfake_cli.media.shards import Shard
 from deepfake_cli.media.video import ENCODER_PRESETS
 from deepfake_cli.swap.convert import DIRECTIONS, ConvertError, ConvertOptions
 from deepfake_cli.swap.convert import convert as run_convert
@@ -51,25 +52,32 @@ from deepfake_cli.swap.convert_faces import REDETECT_EVERY
 @click.option("--watermark", is_flag=True,
               help="Stamp a visible 'SYNTHETIC' label on every frame of a converted video and on every "
                    "image whose face was swapped.")
+@shard_option
+@click.option("--overwrite", is_flag=True,
+              help="With a folder, convert files again whose output already exists (by default they are "
+                   "skipped, so a re-run or a job array finishes the set).")
 @device_option
 @click.pass_context
 def convert(ctx: click.Context, input_path: str, model_dir: str, output: str, direction: str, alignments: str | None,
             redetect: int, mask: str | None, erode: float | None, blur: float | None, color: str, blend: str, smooth: float,
-            batch_size: int, crf: int, preset: str, codec: str, watermark: bool, device: str | None) -> None:
+            batch_size: int, crf: int, preset: str, codec: str, watermark: bool, shard: Shard | None, overwrite: bool,
+            device: str | None) -> None:
     """Swap faces in a video, an image or a folder of them; outputs are tagged as synthetic media.
 
     \b
     Examples:
       dfk convert data/alice.mp4 -m models/alice_bob -o data/alice_as_bob.mp4
       dfk convert data/clips/ -m models/alice_bob -o data/swapped/ --blend poisson --watermark
+      dfk convert data/clips/ -m models/alice_bob -o data/swapped/ --shard auto/8   # in a SLURM array 1-8
     """
     options = ConvertOptions(
         direction=direction, mask=mask, erode=erode, blur=blur, color=color, blend=blend, smooth=smooth,
         batch_size=batch_size, crf=crf, preset=preset, codec=codec, watermark=watermark, alignments=alignments,
         redetect=redetect, device=resolve_device_name(ctx, device),
     )
-    summary = run_convert(input_path, output, model_dir, options, progress=settings(ctx).show_progress)
-    if len(summary.results) > 1 or summary.failed:
+    summary = run_convert(input_path, output, model_dir, options, progress=settings(ctx).show_progress,
+                          shard=shard, overwrite=overwrite)
+    if len(summary.results) > 1 or summary.failed or summary.skipped:
         click.echo(summary.table())
     click.echo(summary.line())
     if summary.failed:

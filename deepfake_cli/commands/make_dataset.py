@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from deepfake_cli.commands import device_option, resolve_device_name, settings
+from deepfake_cli.commands import device_option, resolve_device_name, settings, shard_option
 from deepfake_cli.make_dataset import make_dataset as run_make_dataset
+from deepfake_cli.media.shards import Shard
 from deepfake_cli.swap.convert import ConvertOptions
 
 
@@ -17,17 +18,25 @@ from deepfake_cli.swap.convert import ConvertOptions
 @click.option("-o", "--output", "root", required=True, type=click.Path(file_okay=False),
               help="Dataset root to write (real/, fake/, metadata.json, dataset.csv).")
 @click.option("--crf", type=int, default=18, show_default=True, help="x264 quality of the fakes.")
+@shard_option
 @device_option
 @click.pass_context
 def make_dataset(ctx: click.Context, pairs: tuple[tuple[str, str], ...], models: tuple[str, ...], root: str,
-                 crf: int, device: str | None) -> None:
+                 crf: int, shard: Shard | None, device: str | None) -> None:
     """Convert pairs of identities with swap models into a labelled real/fake dataset.
 
     \b
     Example:
       dfk make-dataset --pair data/alice_videos data/bob_videos -m models/alice_bob -o data/detect_set
       dfk train-detect --dataset data/detect_set -o detectors/mine
+
+    \b
+    With --shard K/N only every N-th (pair, video) is made -- pairs in order, A videos then B,
+    each folder sorted -- and listed in metadata.shard-K-of-N.json and dataset.shard-K-of-N.csv;
+    the run that finds the whole set done writes metadata.json and dataset.csv for all of it.
+    Videos already in ROOT are skipped.
     """
     options = ConvertOptions(crf=crf, device=resolve_device_name(ctx, device))
-    summary = run_make_dataset(list(pairs), list(models), root, options, progress=settings(ctx).show_progress)
+    summary = run_make_dataset(list(pairs), list(models), root, options, progress=settings(ctx).show_progress,
+                               shard=shard)
     click.echo(summary.line())

@@ -6,7 +6,9 @@
 * an image or a folder of images -> a folder of images (faceless images copied byte for byte);
 * a folder of videos (and images) -> a folder mirroring it; a file that fails is reported and
   skipped, the others are converted; failures are listed in ``summary.failed`` (the CLI then
-  prints the table and exits non-zero with ``ConvertError``).
+  prints the table and exits non-zero with ``ConvertError``). A file whose output already exists
+  (outputs appear only complete, by rename) is skipped unless ``overwrite``, so a re-run finishes
+  the set; ``shard`` converts only one shard of the folder's sorted files (see ``media.shards``).
 
 Each source streams through ``run_pipeline``: decode -> faces -> model (batched) -> blend -> encode.
 """
@@ -38,6 +40,7 @@ from deepfake_cli.runtime import resolve_device
 from deepfake_cli.swap.convert_faces import REDETECT_EVERY, DetectingLocator, FaceLocator, StoredLocator
 from deepfake_cli.swap.convert_frames import BlendSettings, FrameJob, FrameSwapper, SwapModelLike
 from deepfake_cli.media.pipeline import Stage, StageTimes, run_pipeline
+from deepfake_cli.media.shards import Shard
 from deepfake_cli.swap.convert_provenance import encode_tagged_image, provenance_text, video_metadata
 from deepfake_cli.swap.loader import load_swap_model
 
@@ -113,6 +116,7 @@ class SourceResult:
     swapped: int = 0
     seconds: float = 0.0
     error: str | None = None
+    skipped: bool = False
 
 
 @dataclass
@@ -122,36 +126,49 @@ class ConvertSummary:
     results: list[SourceResult] = field(default_factory=list)
     times: StageTimes = field(default_factory=StageTimes)
     seconds: float = 0.0
+    shard: Shard | None = None
 
     @property
     def failed(self) -> list[SourceResult]:
         """Inputs that could not be converted."""
         return [r for r in self.results if r.error]
 
+    @property
+    def skipped(self) -> list[SourceResult]:
+        """Inputs left alone because their output already existed."""
+        return [r for r in self.results if r.skipped]
+
     def line(self) -> str:
         """A one-line summary for the terminal."""
-        done = [r for r in self.results if not r.error]
+        done = [r for r in self.results if not r.error and not r.skipped]
         frames = sum(r.frames for r in done)
         swapped = sum(r.swapped for r in done)
         fps = frames / self.seconds if self.seconds > 0 else 0.0
-        text = (f"convert: {len(done)} of {len(self.results)} inputs, {frames} frames "
+        name = f"convert (shard {self.shard.label})" if self.shard else "convert"
+        text = (f"{name}: {len(done)} of {len(self.results)} inputs, {frames} frames "
                 f"({swapped} with a swapped face) in {self.seconds:.1f}s ({fps:.1f} fps)")
+        if self.skipped:
+            text += f", {len(self.skipped)} skipped (output already there)"
         return text + (f", {len(self.failed)} failed" if self.failed else "")
 
     def table(self) -> str:
-        """A plain-text table: one row per video and per failed image, one row for all other images."""
+        """A plain-text table: one row per video and per failed image, one row each for the other
+        images converted and skipped."""
         rows = [r for r in self.results if r.kind == "video" or r.error]
-        images = [r for r in self.results if r.kind == "image" and not r.error]
         lines = [f"{'status':<7} {'frames':>7} {'swapped':>7} {'fps':>6}  input -> output / error"]
         for r in rows:
-            fps = f"{r.frames / r.seconds:.1f}" if r.seconds > 0 and not r.error else "-"
+            fps = f"{r.frames / r.seconds:.1f}" if r.seconds > 0 and not r.error and not r.skipped else "-"
             detail = f"error: {r.error}" if r.error else str(r.output)
-            status = "FAILED" if r.error else "ok"
-            lines.append(f"{status:<7} {r.frames:>7} {r.swapped:>7} {fps:>6}  {r.source} -> {detail}")
-        if images:
-            folder = os.path.commonpath([r.output.parent for r in images])
-            lines.append(f"{'ok':<7} {len(images):>7} {sum(r.swapped for r in images):>7} {'-':>6}  "
-                         f"{len(images)} images -> {folder}")
+            status = "FAILED" if r.error else "skipped" if r.skipped else "ok"
+            frames, swapped = ("-", "-") if r.skipped else (r.frames, r.swapped)
+            lines.append(f"{status:<7} {frames:>7} {swapped:>7} {fps:>6}  {r.source} -> {detail}")
+        for status, skipped in (("ok", False), ("skipped", True)):
+            images = [r for r in self.results if r.kind == "image" and not r.error and r.skipped == skipped]
+            if images:
+                folder = os.path.commonpath([r.output.parent for r in images])
+                swapped = "-" if skipped else sum(r.swapped for r in images)
+                lines.append(f"{status:<7} {'-' if skipped else len(images):>7} {swapped:>7} {'-':>6}  "
+                             f"{len(images)} images -> {folder}")
         return "\n".join(lines)
 
 
@@ -187,7 +204,7 @@ class _Run:
     """One convert run: the model, the face locator and the swapper shared by every source."""
 
     def __init__(self, model: SwapModelLike, model_dir: Path, options: ConvertOptions,
-                 backend: FaceBackend | None, device: torch.device) -> None:
+                 backend: FaceBackend | None, device: torch.device, summary: ConvertSummary) -> None:
         self.options = options
         self.swapper = FrameSwapper(model, options.direction, options.blend_settings(model.kind), device)
         if options.alignments:
@@ -199,7 +216,7 @@ class _Run:
             self.locator = DetectingLocator(backend or create_backend(options.detector, device=device.type,
                                                                       detector_threads=1), options.redetect)
         self.provenance = provenance_text(model_dir, options.direction)
-        self.summary = ConvertSummary()
+        self.summary = summary
 
     def stages(self, write: Stage[FrameJob]) -> list[Stage[FrameJob]]:
         """The pipeline after decoding: faces -> model -> blend -> ``write``."""
@@ -268,24 +285,47 @@ def convert(
     progress: bool = True,
     backend: FaceBackend | None = None,
     model: SwapModelLike | None = None,
+    shard: Shard | None = None,
+    overwrite: bool = False,
 ) -> ConvertSummary:
     """Swap the faces in ``input_path`` (video, image or folder) into ``output`` with a trained model.
 
     ``model`` skips loading ``model_dir`` (which then only names the model in the provenance tag);
     ``backend`` replaces the face detector. A single input that fails raises its error; in a
     folder, a file that fails is logged and listed in ``summary.failed`` and the rest converted.
+    In a folder, a file whose output already exists is listed as skipped and not converted again
+    unless ``overwrite``. ``shard`` keeps only that shard of the sorted input files; the summary
+    lists only those. When nothing is left to convert the model is not loaded.
     """
     options = options or ConvertOptions()
     options.check()
     source_root, target_root = Path(input_path), Path(output)
     pairs = _plan(source_root, target_root)
-    device = resolve_device(options.device)
-    run = _Run(model or load_swap_model(model_dir, device), Path(model_dir), options, backend, device)
+    if shard is not None:
+        log.info("shard %s: %d of %d input files", shard.label, len(shard.select(pairs)), len(pairs))
+        pairs = shard.select(pairs)
+    batch = source_root.is_dir()
+    order = {source: i for i, (source, _) in enumerate(pairs)}
+    summary = ConvertSummary(shard=shard)
+    existing = {t for _, t in pairs if t.is_file()} if batch and not overwrite else set()
+    for source, target in pairs:
+        if target in existing:
+            log.debug("skipping %s: %s already exists", source, target)
+            summary.results.append(SourceResult(source, target, "video" if is_video(source) else "image",
+                                                skipped=True))
+    pairs = [(s, t) for s, t in pairs if t not in existing]
+    if existing:
+        log.info("skipping %d of %d input files: their outputs already exist",
+                 len(existing), len(existing) + len(pairs))
     started = time.perf_counter()
+    if not pairs:
+        summary.seconds = time.perf_counter() - started
+        return summary
+    device = resolve_device(options.device)
+    run = _Run(model or load_swap_model(model_dir, device), Path(model_dir), options, backend, device, summary)
     videos = [(s, t) for s, t in pairs if is_video(s)]
     images = [(s, t) for s, t in pairs if is_image(s)]
     total = sum(estimated_frames(s) for s, _ in pairs)
-    batch = source_root.is_dir()
     with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
         for source, target in videos:
             bar.set_description(source.name[:24])
@@ -303,6 +343,7 @@ def convert(
             bar.set_description("images")
             run.summary.results.extend(run.images(images, bar))
     run.summary.seconds = time.perf_counter() - started
+    run.summary.results.sort(key=lambda r: order[r.source])  # the (sorted) input order, skipped ones included
     if not batch and run.summary.failed:
         failed = run.summary.failed[0]
         raise InputError(failed.error or "conversion failed", str(failed.source))
