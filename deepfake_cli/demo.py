@@ -139,7 +139,7 @@ def run_demo(outdir: str | Path, quick: bool = False, device: str = "auto", seed
         metrics = train_detector(read_dataset(dataset), detector_dir,
                                  load_config(DetectConfig, "detect", plan.detect_preset),
                                  device=device, seed=seed, progress=progress)
-        video = metrics.get("validation", {}).get("video", {})
+        video = metrics.get("val", {}).get("video", {})
         figures["train-detect"].update({f"validation video {k}": video.get(k) for k in ("auc", "eer", "accuracy")})
     with _stage(8, "detect", figures["detect"]):
         results = Detector(detector_dir, device=device).score_all([data["a_convert"], converted], progress)

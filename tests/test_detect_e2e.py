@@ -103,8 +103,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> tuple[Pa
 
 def test_tiny_detector_separates_real_from_face_swapped(trained: tuple[Path, dict]) -> None:
     outdir, report = trained
-    validation = report["validation"]
+    validation = report["val"]
     assert report["inputs"]["videos"] == {"real": 8, "fake": 8} and not report["inputs"]["skipped"]
+    assert report["protocol"] == {"val": "held out", "test": None} and "test" not in report
+    assert report["threshold_from"] == "val EER" and validation["video"]["threshold"] == report["threshold"]
     assert validation["video"]["auc"] >= 0.9 and validation["sequence"]["auc"] >= 0.9
     assert validation["sequence"]["accuracy"] >= 0.9  # calibrated at the threshold, not only ranked
     for key in ("accuracy", "auc", "eer", "average_precision", "log_loss", "confusion", "threshold"):
@@ -121,7 +123,8 @@ def test_detector_directory_contents(trained: tuple[Path, dict]) -> None:
     assert torch.load(outdir / "model.pt", weights_only=True)["model"]
     state = json.loads((outdir / "state.json").read_text())
     assert state["epoch"] == report["best_epoch"] and state["status"] == "done"
-    assert json.loads((outdir / "metrics.json").read_text())["validation"] == report["validation"]
+    assert state["threshold"] == report["threshold"]
+    assert json.loads((outdir / "metrics.json").read_text())["val"] == report["val"]
     assert len((outdir / "log.csv").read_text().splitlines()) == report["epochs_run"] + 1
 
 
@@ -132,11 +135,11 @@ def test_cross_validation_reuses_cached_faces(run_dfk, trained: tuple[Path, dict
                      "-o", tmp_path / "det", "--preset", "tiny", "--folds", "2", "--set", "train.epochs=2",
                      "--device", "cpu")
     assert result.code == 0, result
-    assert "2-fold video AUC" in result.out
+    assert "2-fold val video AUC" in result.out
     metrics = json.loads((tmp_path / "det" / "metrics.json").read_text())
     assert metrics["inputs"]["faces_reused"] == 16 and metrics["inputs"]["faces_extracted"] == 0
-    assert len(metrics["folds"]) == 2 and metrics["selected_fold"] in (1, 2)
-    auc = metrics["cross_validation"]["video"]["auc"]
+    assert len(metrics["folds"]) == 2 and metrics["kept_fold"] in (1, 2)
+    auc = metrics["cross_validation"]["val"]["video"]["auc"]
     assert set(auc) == {"mean", "std", "folds"} and auc["folds"] == 2
     for fold in ("fold1", "fold2"):
         assert (tmp_path / "det" / fold / "model.pt").is_file()
@@ -193,7 +196,8 @@ def test_dataset_evaluation_writes_the_training_metrics(run_dfk, trained: tuple[
     assert result.code == 0, result
     evaluation = json.loads((tmp_path / "eval.json").read_text())
     assert set(evaluation["metrics"]) == {"video", "sequence"}
-    assert set(evaluation["metrics"]["video"]) == set(trained[1]["validation"]["video"])
+    assert set(evaluation["metrics"]["video"]) == set(trained[1]["val"]["video"])
+    assert evaluation["threshold"] == trained[1]["threshold"]
     assert evaluation["metrics"]["video"]["count"] == 16 and evaluation["metrics"]["video"]["auc"] >= 0.9
     assert (tmp_path / "eval.roc.png").is_file()
 

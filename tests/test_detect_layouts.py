@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from deepfake_cli.detect.layouts import FAKE, REAL, from_paths, read_dataset
-from deepfake_cli.detect.splits import given_split, holdout_split, kfold_splits
+from deepfake_cli.detect.splits import given_split, holdout_split, kfold_splits, plan_split
 from deepfake_cli.detect.tracks import FaceTrack
 from deepfake_cli.errors import InputError
 
@@ -74,6 +74,7 @@ def test_faceforensics_groups_by_source_ids_and_reads_official_splits(tmp_path: 
     assert labels[("youtube", "003")].group == group == labels[("Face2Face", "003_000")].group
     assert labels[("Deepfakes", "100_101")].group == labels[("youtube", "100")].group != group
     assert labels[("youtube", "100")].split == "test" and labels[("Deepfakes", "000_003")].split == "train"
+    assert labels[("Face2Face", "003_000")].method == "Face2Face" and labels[("youtube", "000")].method is None
 
 
 def test_csv_with_header_groups_and_splits(tmp_path: Path) -> None:
@@ -84,6 +85,19 @@ def test_csv_with_header_groups_and_splits(tmp_path: Path) -> None:
     assert [items[n].label for n in ("a.mp4", "b.mp4", "c.mp4")] == [REAL, FAKE, FAKE]
     assert items["a.mp4"].group == items["b.mp4"].group == "g1" and items["c.mp4"].split == "val"
     assert {i.path.name for i in read_dataset(tmp_path)} == {"a.mp4", "b.mp4", "c.mp4"}  # folder with one CSV
+
+
+def test_fake_methods_from_dfdc_metadata_and_make_dataset_csv(tmp_path: Path) -> None:
+    touch(tmp_path, "dfdc/r.mp4", "dfdc/f.mp4", "dfdc/g.mp4", "csv/r.mp4", "csv/f.mp4")
+    (tmp_path / "dfdc" / "metadata.json").write_text(json.dumps({
+        "r.mp4": {"label": "REAL"}, "f.mp4": {"label": "FAKE", "original": "r.mp4", "model": "alice_bob"},
+        "g.mp4": {"label": "FAKE", "original": "r.mp4", "method": "gan"}}))
+    items = by_name(read_dataset(tmp_path / "dfdc"))
+    assert (items["r.mp4"].method, items["f.mp4"].method, items["g.mp4"].method) == (None, "alice_bob", "gan")
+    (tmp_path / "csv" / "dataset.csv").write_text("path,label,group,original,model,direction\n"
+                                                  "r.mp4,REAL,r.mp4,,,\nf.mp4,FAKE,r.mp4,r.mp4,m1,a2b\n")
+    items = by_name(read_dataset(tmp_path / "csv"))
+    assert items["r.mp4"].method is None and items["f.mp4"].method == "m1"
 
 
 def test_csv_without_header(tmp_path: Path) -> None:
@@ -172,7 +186,40 @@ def test_kfold_validates_each_group_once() -> None:
 
 def test_dataset_split_is_used_and_must_agree_within_a_group() -> None:
     items = tracks([("a", 0, "train"), ("a", 1, "train"), ("b", 0, "val"), ("b", 1, None), ("c", 1, "test")])
-    assert given_split(items) == ([0, 1], [2, 3])  # track 3 follows its group to val
+    given = given_split(items)
+    assert (given.train, given.val, given.test) == ([0, 1], [2, 3], [4])  # track 3 follows its group to val
+    assert given.val_from == "dataset split" and given.test_from == "dataset split"
     assert given_split(tracks([("a", 0, None), ("b", 1, None)])) is None
     with pytest.raises(InputError, match="must share a split"):
         given_split(tracks([("a", 0, "train"), ("a", 1, "val")]))
+
+
+def test_without_a_val_split_validation_is_carved_from_train_by_group_never_from_test() -> None:
+    spec = [(f"g{k}", label, "train") for k in range(8) for label in (0, 1)]  # a real and its fake per group
+    spec += [(f"t{k}", label, "test") for k in range(3) for label in (0, 1)]
+    items = tracks(spec)
+    part = plan_split(items, 0.25, 0.0, seed=0)
+    assert part.val_from == "carved from train" and part.test_from == "dataset split"
+    assert part.test == list(range(16, 22))
+    assert sorted(part.train + part.val) == list(range(16)) and part.val
+    assert not groups_of(items, part.train) & groups_of(items, part.val)  # a fake stays with its original
+    assert {items[i].label for i in part.val} == {0, 1}
+    flipped = tracks([(g, 1 - label if split == "test" else label, split) for g, label, split in spec])
+    assert plan_split(flipped, 0.25, 0.0, seed=0) == part  # test labels cannot move the split
+
+
+def test_without_any_split_test_fraction_holds_out_groups_before_validation() -> None:
+    items = tracks([(f"g{k}", label, None) for k in range(10) for label in (0, 1)])
+    assert plan_split(items, 0.2, 0.0, seed=0).test == []
+    part = plan_split(items, 0.2, 0.2, seed=0)
+    sides = [groups_of(items, side) for side in (part.train, part.val, part.test)]
+    assert all(sides) and not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert sorted(part.train + part.val + part.test) == list(range(20))
+    assert part.val_from == "held out" and part.test_from == "held out"
+
+
+def test_kfold_stays_inside_the_pool_it_is_given() -> None:
+    items = tracks([(f"g{k}", label, None) for k in range(6) for label in (0, 1)])
+    pool = list(range(8))
+    for train, val in kfold_splits(items, 2, seed=0, among=pool):
+        assert set(train + val) == set(pool)

@@ -23,7 +23,9 @@ from deepfake_cli.errors import InputError
 @click.option("--preset", default="convlstm", show_default=True, help="Named config: tiny or convlstm.")
 @config_options
 @click.option("--folds", type=int, default=1, show_default=True,
-              help="K-fold cross-validation by source group; reports mean ± std and keeps the best fold's model.")
+              help="K-fold cross-validation by source group over everything outside the test part; reports "
+                   "each fold and mean ± std over folds, and keeps for detect the model of the fold with the best "
+                   "validation score.")
 @device_option
 @click.pass_context
 def train_detect(ctx: click.Context, real: tuple[str, ...], fake: tuple[str, ...], dataset: str | None,

@@ -35,7 +35,7 @@ class SequenceConfig:
     input: InputMode = "canny"
     canny_sigma: float = 0.33
     train_per_video: int = 8  # sequences per video of the majority class; the minority gets more
-    eval_per_video: int = 0  # 0 = every non-overlapping sequence
+    eval_per_video: int = 0  # sequences per input ``dfk detect`` scores; 0 = every non-overlapping one
 
 
 @dataclass
@@ -59,21 +59,30 @@ class TrainConfig:
     weight_decay: float = 1e-4
     patience: int = 6
     min_delta: float = 0.01  # validation AUCs closer than this count as equal; lower loss wins
-    val_fraction: float = 0.2
+    val_fraction: float = 0.2  # groups held out for validation when the dataset names no val split
+    test_fraction: float = 0.0  # groups held out for testing when the dataset names no test split
     flip: bool = True
     precision: str = "auto"
-    threshold: float = 0.5
+    threshold: float | Literal["auto"] = "auto"  # auto = the EER point of the validation videos
     monitor: Literal["sequence_auc", "video_auc"] = "sequence_auc"
 
 
 @dataclass
+class EvalConfig:
+    """How validation, test and ``detect --dataset`` sample each video, so numbers are comparable."""
+
+    frames_per_video: int = 32  # faces scored per video (whole sequences, spread evenly); 0 = all
+
+
+@dataclass
 class DetectConfig:
-    """Everything that defines a detector and how it is trained."""
+    """Everything that defines a detector and how it is trained and evaluated."""
 
     faces: FacesConfig = field(default_factory=FacesConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def input_channels(mode: str) -> int:
@@ -104,7 +113,12 @@ def validate(config: DetectConfig) -> DetectConfig:
         (config.train.patience >= 1, "train.patience must be at least 1"),
         (0.0 <= config.train.min_delta < 1.0, "train.min_delta must be in [0, 1)"),
         (0.0 < config.train.val_fraction < 1.0, "train.val_fraction must be between 0 and 1"),
-        (0.0 < config.train.threshold < 1.0, "train.threshold must be between 0 and 1"),
+        (0.0 <= config.train.test_fraction < 1.0, "train.test_fraction must be in [0, 1)"),
+        (config.train.val_fraction + config.train.test_fraction < 1.0,
+         "train.val_fraction + train.test_fraction must leave groups to train on"),
+        (config.train.threshold == "auto" or 0.0 < config.train.threshold < 1.0,
+         "train.threshold must be auto or a probability between 0 and 1"),
+        (config.eval.frames_per_video >= 0, "eval.frames_per_video must be 0 (all) or positive"),
     ]
     for ok, message in checks:
         if not ok:

@@ -3,10 +3,16 @@
 Scores are probabilities that the input is fake:
 
 - a **video** (or one source of an extract folder) is cut into non-overlapping sequences of T
-  faces covering all its faces; its probability is the mean over those sequences, and each frame
-  gets the mean of the sequences that cover it;
-- an **image** has no motion, so it is scored as a still sequence of T copies of its face: a
-  frame-level score (``level: frame``), less reliable than a video's.
+  faces covering all its faces. A sequence model scores each sequence, the video's probability is
+  their mean, and each frame gets the mean of the sequences that cover it. A frame model scores
+  every face; a sequence's probability is the mean of its faces' and the video's the mean of all;
+- an **image** has no motion, so it is scored as a still sequence of T copies of its face (by a
+  frame model: as its one face): a frame-level score (``level: frame``), less reliable than a video's.
+
+Labels use the threshold stored with the detector (chosen on validation by ``train-detect``)
+unless ``--threshold`` overrides it. ``evaluate`` (``detect --dataset``) scores a fixed number of
+faces per video (``eval.frames_per_video``), as validation does, and adds per-method metrics when
+the dataset names each fake's generator.
 
 An input without a detectable face is reported with ``status: no_face``; one that cannot be read
 at all with ``status: error``; neither stops the other inputs.
@@ -27,7 +33,9 @@ from deepfake_cli.detect.detector import LoadedDetector, load_detector
 from deepfake_cli.detect.layouts import FAKE, LabelledInput, input_paths
 from deepfake_cli.detect.plots import plot_roc
 from deepfake_cli.detect.preprocess import FrameStore
-from deepfake_cli.detect.scoring import level_metrics, predict, roc_inputs
+from deepfake_cli.detect.scoring import (
+    Scores, evaluation_windows, level_metrics, method_metrics, roc_inputs, score_windows,
+)
 from deepfake_cli.detect.sequences import SequenceRef, evaluation_sequences
 from deepfake_cli.detect.tracks import CACHE_DIR, FaceSource, FaceTrack
 from deepfake_cli.errors import InputError
@@ -91,8 +99,10 @@ class Detector:
         self.device = resolve_device(device)
         self.loaded: LoadedDetector = load_detector(model_dir, self.device)
         config = self.config
-        self.threshold = float(threshold if threshold is not None
-                               else self.loaded.state.get("threshold", config.train.threshold))
+        stored = self.loaded.state.get("threshold")
+        if stored is None:  # a detector saved mid-training, or by an older dfk
+            stored = config.train.threshold if config.train.threshold != "auto" else 0.5
+        self.threshold = float(threshold if threshold is not None else stored)
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"--threshold must be between 0 and 1, got {self.threshold}")
         self.faces = FaceSource(Path(cache_dir) if cache_dir else self.loaded.folder / CACHE_DIR,
@@ -117,24 +127,26 @@ class Detector:
     def _label(self, probability: float) -> str:
         return "fake" if probability >= self.threshold else "real"
 
-    def score_track(self, track: FaceTrack, name: str) -> tuple[DetectionResult, list[SequenceRef], np.ndarray]:
-        """Score one track: the result, its sequences and their probabilities."""
-        refs = self._sequences([track], [0])
-        probs = predict(self.loaded.model, self._store(), [track], refs, self.device, self.dtype, self.batch_size)
-        covered: dict[int, list[float]] = {}
-        scores = []
-        for ref, p in zip(refs, probs):
-            scores.append(SequenceScore([track.frames[i] for i in ref.positions], float(p)))
-            for i in range(ref.positions[0], ref.positions[-1] + 1):
-                covered.setdefault(track.frames[i], []).append(float(p))
-        probability = float(np.mean(probs))
-        result = DetectionResult(
+    def score_track(self, track: FaceTrack, name: str) -> DetectionResult:
+        """Score every face of one track: the video, its sequences and its frames."""
+        scores = score_windows(self.loaded.model, self._store(), [track], self._sequences([track], [0]),
+                               self.device, self.dtype, self.batch_size)
+        sequences = [SequenceScore([track.frames[i] for i in ref.positions], float(p))
+                     for ref, p in zip(scores.windows, scores.window_probs)]
+        if scores.frame_keys is not None and scores.frame_probs is not None:  # a frame model
+            frames = {track.frames[position]: float(p) for (_, position), p in zip(scores.frame_keys, scores.frame_probs)}
+        else:  # each frame: the mean of the sequences covering it
+            covered: dict[int, list[float]] = {}
+            for ref, p in zip(scores.windows, scores.window_probs):
+                for i in range(ref.positions[0], ref.positions[-1] + 1):
+                    covered.setdefault(track.frames[i], []).append(float(p))
+            frames = {f: float(np.mean(v)) for f, v in covered.items()}
+        probability = scores.videos()[0]
+        return DetectionResult(
             input=name, source=track.source, still=track.still, probability=probability,
-            label=self._label(probability), sequences=scores,
-            frames={f: float(np.mean(v)) for f, v in covered.items()},
+            label=self._label(probability), sequences=sequences, frames=frames,
             boxes=dict(zip(track.frames, track.boxes)),
         )
-        return result, refs, probs
 
     def score(self, path: str | Path) -> list[DetectionResult]:
         """Results for a video, an image or an extract folder (one per source in the folder)."""
@@ -143,7 +155,7 @@ class Detector:
             tracks = self.faces.tracks(Path(path))
             if not tracks:
                 return [DetectionResult(input=name, status="no_face", message="no face found")]
-            return [self.score_track(track, name)[0] for track in tracks]
+            return [self.score_track(track, name) for track in tracks]
         except InputError as exc:
             return [DetectionResult(input=name, status="error", message=str(exc))]
 
@@ -159,30 +171,50 @@ class Detector:
         return results
 
     def evaluate(self, items: list[LabelledInput], progress: bool = False, roc: Path | None = None) -> dict[str, Any]:
-        """Score a labelled set and compute the training metrics on it (cross-dataset evaluation);
-        with ``roc`` also draw the video- and sequence-level ROC curves there."""
+        """Score a labelled set and compute the training metrics on it (cross-dataset evaluation):
+        ``eval.frames_per_video`` faces per video, every level, and per method when the dataset
+        names each fake's generator. With ``roc`` also draw the ROC curves there."""
         tracks, skipped = self.faces.labelled(items, progress)
         if not tracks:
             raise InputError("no face found in any video of the dataset")
-        refs: list[SequenceRef] = []
-        probs = []
-        videos = []
-        for index, track in enumerate(tqdm(tracks, desc="score", unit="video", disable=not progress,
-                                           dynamic_ncols=True)):
-            result, track_refs, track_probs = self.score_track(track, track.key)
-            refs.extend(SequenceRef(index, ref.positions) for ref in track_refs)
-            probs.append(track_probs)
-            videos.append({"input": track.key, "truth": "fake" if track.label == FAKE else "real",
-                           "probability": round(result.probability or 0.0, 6), "label": result.label})
-        all_probs = np.concatenate(probs)
+        seq = self.config.sequence
+        store = self._store()
+        parts: list[Scores] = []
+        for index in tqdm(range(len(tracks)), desc="score", unit="video", disable=not progress, dynamic_ncols=True):
+            windows = evaluation_windows(tracks, [index], seq.frames, seq.stride, self.config.eval.frames_per_video)
+            parts.append(score_windows(self.loaded.model, store, tracks, windows, self.device, self.dtype,
+                                       self.batch_size))
+            store.clear()
+        scores = _joined(parts)
+        videos = scores.videos()
         if roc is not None:
-            plot_roc(roc, roc_inputs(tracks, refs, all_probs), title="ROC")
-        return {
+            plot_roc(roc, roc_inputs(tracks, scores), title="ROC")
+        evaluation: dict[str, Any] = {
             "threshold": self.threshold,
-            "metrics": level_metrics(tracks, refs, all_probs, self.threshold),
-            "skipped": skipped,
-            "videos": videos,
+            "eval_frames_per_video": self.config.eval.frames_per_video,
+            "metrics": level_metrics(tracks, scores, self.threshold),
         }
+        per_method = method_metrics(tracks, scores, self.threshold)
+        if per_method:
+            evaluation["per_method"] = per_method
+        evaluation["skipped"] = skipped
+        evaluation["videos"] = [
+            {"input": tracks[t].key, "truth": "fake" if tracks[t].label == FAKE else "real",
+             "method": tracks[t].method or "", "probability": round(p, 6), "label": self._label(p)}
+            for t, p in videos.items()
+        ]
+        return evaluation
+
+
+def _joined(parts: list[Scores]) -> Scores:
+    """One ``Scores`` of several (their windows and faces, in order)."""
+    windows = [ref for part in parts for ref in part.windows]
+    probs = np.concatenate([part.window_probs for part in parts]) if parts else np.zeros(0, np.float32)
+    if not parts or parts[0].frame_keys is None:
+        return Scores(windows, probs)
+    keys = [key for part in parts for key in part.frame_keys or []]
+    return Scores(windows, probs, keys, np.concatenate([part.frame_probs for part in parts
+                                                        if part.frame_probs is not None]))
 
 
 def annotate_video(video: str | Path, result: DetectionResult, output: str | Path, every_n: int = 1) -> Path:

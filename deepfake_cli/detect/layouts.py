@@ -4,12 +4,14 @@
 
 - DFDC: ``metadata.json`` (in ROOT or its direct sub-folders) mapping file names to
   ``{"label": "REAL"|"FAKE", "original": ..., "split": ...}``; a fake and its original share a group.
+  A fake's ``method`` (or, as ``dfk make-dataset`` writes it, ``model``) names its generator.
 - FaceForensics++: ``original_sequences/`` and ``manipulated_sequences/<method>/``; a fake
   ``000_003`` shares a group with originals ``000`` and ``003``; optional official split files
-  ``splits/{train,val,test}.json`` (lists of id pairs).
+  ``splits/{train,val,test}.json`` (lists of id pairs). The ``<method>`` folder names the generator.
 - Folders: ``real/`` and ``fake/``.
 - CSV: ROOT is a ``.csv`` file (or a folder holding exactly one) with columns ``path,label`` and
-  optionally ``group`` and ``split``; paths are relative to the CSV's folder.
+  optionally ``group``, ``split`` and ``method`` (or ``model``, as in make-dataset's ``dataset.csv``);
+  paths are relative to the CSV's folder.
 
 Every path a layout names must stay inside ROOT (after resolving ``..`` and symlinks).
 """
@@ -39,12 +41,14 @@ _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "v
 
 @dataclass(frozen=True)
 class LabelledInput:
-    """One video, image or extract folder with its label, its source group and optional split."""
+    """One video, image or extract folder with its label, its source group, optional split and,
+    for a fake, optionally the method (generator) that made it."""
 
     path: Path
     label: int
     group: str | None = None
     split: str | None = None
+    method: str | None = None
 
 
 def parse_label(value: object, where: str) -> int:
@@ -95,9 +99,17 @@ def input_paths(path: Path) -> list[Path]:
     return found
 
 
-def expand(path: Path, label: int, group: str | None = None, split: str | None = None) -> list[LabelledInput]:
-    """``input_paths(path)`` as labelled inputs."""
-    return [LabelledInput(item, label, group, split) for item in input_paths(path)]
+def expand(path: Path, label: int, group: str | None = None, split: str | None = None,
+           method: str | None = None) -> list[LabelledInput]:
+    """``input_paths(path)`` as labelled inputs (``method`` is kept for fakes only)."""
+    return [LabelledInput(item, label, group, split, method if label == FAKE else None)
+            for item in input_paths(path)]
+
+
+def _method(value: object) -> str | None:
+    """A generator name from a layout's record; empty means unknown."""
+    text = str(value or "").strip()
+    return text or None
 
 
 def _media_under(folder: Path) -> list[Path]:
@@ -186,7 +198,7 @@ def _dfdc_files(root: Path) -> list[Path]:
 
 
 def _read_dfdc(root: Path) -> list[LabelledInput]:
-    entries: list[tuple[Path, int, str | None, list[str]]] = []
+    entries: list[tuple[Path, int, str | None, str | None, list[str]]] = []
     groups = _Groups()
     missing = 0
     for file in _dfdc_files(root):
@@ -210,10 +222,12 @@ def _read_dfdc(root: Path) -> list[LabelledInput]:
                 missing += 1
                 continue
             label = parse_label(record.get("label"), f"{where}: {name}")
-            entries.append((path, label, parse_split(record.get("split"), f"{where}: {name}"), names))
+            method = _method(record.get("method") or record.get("model")) if label == FAKE else None
+            entries.append((path, label, parse_split(record.get("split"), f"{where}: {name}"), method, names))
     if missing:
         log.warning("%d entries of metadata.json have no file under %s; skipped", missing, root)
-    return [LabelledInput(path, label, groups.find(names[0]), split) for path, label, split, names in entries]
+    return [LabelledInput(path, label, groups.find(names[0]), split, method)
+            for path, label, split, method, names in entries]
 
 
 def _relative(root: Path, path: Path) -> str:
@@ -254,12 +268,14 @@ def _read_ffpp(root: Path) -> list[LabelledInput]:
     entries: list[tuple[LabelledInput, list[str]]] = []
     for folder, label in (("original_sequences", REAL), ("manipulated_sequences", FAKE)):
         for path in _media_under(root / folder):
-            inside(root, str(path.relative_to(root)), str(root / folder))
+            relative = path.relative_to(root)
+            inside(root, str(relative), str(root / folder))
             ids = _ffpp_ids(path.stem) or [str(path)]
             groups.join(ids)
             known = {splits[i] for i in ids if i in splits}
-            entries.append((LabelledInput(path, label, None, known.pop() if len(known) == 1 else None), ids))
-    return [LabelledInput(i.path, i.label, groups.find(ids[0]), i.split) for i, ids in entries]
+            method = relative.parts[1] if label == FAKE and len(relative.parts) > 2 else None
+            entries.append((LabelledInput(path, label, None, known.pop() if len(known) == 1 else None, method), ids))
+    return [LabelledInput(i.path, i.label, groups.find(ids[0]), i.split, i.method) for i, ids in entries]
 
 
 def _is_folders(root: Path) -> bool:
@@ -303,7 +319,8 @@ def _read_csv(root: Path) -> list[LabelledInput]:
         if not path.exists():
             raise InputError(f"file {record['path']!r} not found", where)
         label = parse_label(record["label"], where)
-        items.extend(expand(path, label, record.get("group") or None, parse_split(record.get("split"), where)))
+        items.extend(expand(path, label, record.get("group") or None, parse_split(record.get("split"), where),
+                            _method(record.get("method") or record.get("model"))))
     return items
 
 

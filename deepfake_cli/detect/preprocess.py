@@ -55,6 +55,10 @@ class FrameStore:
             self._frames[path] = frame
         return frame
 
+    def clear(self) -> None:
+        """Forget every cached frame."""
+        self._frames.clear()
+
     def sequence(self, paths: list[Path]) -> np.ndarray:
         """``T x C x H x W`` uint8 array of the given face images, in order."""
         return np.stack([self.get(path) for path in paths])

@@ -69,14 +69,33 @@ def _metric(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _levels(block: dict[str, Any], name: str) -> str:
+    video, sequence = block["video"], block["sequence"]
+    text = f"{name} video AUC {_metric(video['auc'])}, sequence AUC {_metric(sequence['auc'])}"
+    if "frame" in block:
+        text += f", frame AUC {_metric(block['frame']['auc'])}"
+    return text + f", video accuracy {_metric(video['accuracy'])}, EER {_metric(video['eer'])}"
+
+
+def _mean_std(summary: dict[str, Any], name: str) -> str:
+    auc = summary["video"]["auc"]
+    if auc["mean"] is None:
+        return f"{name} video AUC n/a"
+    return f"{name} video AUC {auc['mean']:.3f} ± {auc['std']:.3f}"
+
+
 def training_summary(report: dict[str, Any], outdir: str) -> str:
-    """One line for the terminal after ``train-detect``."""
-    video, sequence = report["validation"]["video"], report["validation"]["sequence"]
-    line = (f"train-detect: validation video AUC {_metric(video['auc'])}, sequence AUC {_metric(sequence['auc'])}, "
-            f"video accuracy {_metric(video['accuracy'])} at {report['threshold']:g}, "
-            f"EER {_metric(video['eer'])} (epoch {report['best_epoch']}/{report['epochs_run']})")
+    """One line for the terminal after ``train-detect``: validation (and test) figures, or with
+    ``--folds`` their mean ± std over folds."""
+    threshold = f"threshold {report['threshold']:g}"
     if "cross_validation" in report:
-        auc = report["cross_validation"]["video"]["auc"]
-        if auc["mean"] is not None:
-            line += f"; {len(report['folds'])}-fold video AUC {auc['mean']:.3f} ± {auc['std']:.3f}"
+        folds = len(report["folds"])
+        parts = [_mean_std(summary, f"{folds}-fold {name}") for name, summary in report["cross_validation"].items()]
+        line = f"train-detect: {'; '.join(parts)} (kept fold {report['kept_fold']}, {threshold})"
+    else:
+        parts = [_levels(report["val"], "val")]
+        if "test" in report:
+            parts.append(_levels(report["test"], "test"))
+        line = (f"train-detect: {'; '.join(parts)} at {threshold} "
+                f"(epoch {report['best_epoch']}/{report['epochs_run']})")
     return f"{line} -> {outdir}"

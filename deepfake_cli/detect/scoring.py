@@ -1,18 +1,32 @@
-"""Running a detector over sequences, shared by validation during training and by ``detect``."""
+"""Running a detector over face tracks and turning its scores into metrics, shared by validation,
+testing, ``detect`` and ``detect --dataset``.
+
+Every evaluation scores *windows*: runs of ``sequence.frames`` faces of a track. A sequence model
+gives each window one probability; a frame model scores each face of the windows and a window's
+probability is the mean of its faces'. A video's probability is the mean over its windows
+(sequence models) or over its distinct scored faces (frame models). Metrics are reported per level:
+``frame`` (frame models only), ``sequence`` (windows) and ``video``.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from deepfake_cli.detect.metrics import Values, binary_metrics
+from deepfake_cli.detect.layouts import FAKE, REAL
+from deepfake_cli.detect.metrics import Values, binary_metrics, eer
 from deepfake_cli.detect.preprocess import FrameStore, to_tensor
-from deepfake_cli.detect.sequences import SequenceRef
+from deepfake_cli.detect.sequences import SequenceRef, evaluation_sequences
 from deepfake_cli.detect.tracks import FaceTrack
 from deepfake_cli.runtime import autocast
+
+FrameKey = tuple[int, int]  # (track index, face position in the track)
 
 
 def sequence_batch(store: FrameStore, tracks: list[FaceTrack], refs: list[SequenceRef]) -> np.ndarray:
@@ -27,6 +41,11 @@ def preload(store: FrameStore, tracks: list[FaceTrack], refs: list[SequenceRef],
         store.get(path)
 
 
+def model_kind(model: torch.nn.Module) -> str:
+    """``frame`` (one face in, one logit out) or ``sequence`` (T faces in, one logit out)."""
+    return str(getattr(model, "kind", "sequence"))
+
+
 @torch.no_grad()
 def predict(
     model: torch.nn.Module,
@@ -37,39 +56,134 @@ def predict(
     dtype: torch.dtype | None = None,
     batch_size: int = 32,
 ) -> np.ndarray:
-    """Probability of fake for each sequence, in the order of ``refs``."""
+    """Probability of fake for each sequence (one face each for a frame model), in the order of ``refs``."""
     model.eval()
+    frame_level = model_kind(model) == "frame"
     out = []
     for i in range(0, len(refs), batch_size):
         x = to_tensor(sequence_batch(store, tracks, refs[i:i + batch_size])).to(device)
+        if frame_level:
+            x = x[:, 0]
         with autocast(device, dtype):
             logits = model(x)
         out.append(torch.sigmoid(logits.float()).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def video_probabilities(refs: list[SequenceRef], probs: np.ndarray) -> dict[int, float]:
-    """Track index -> mean probability of its sequences."""
-    grouped: dict[int, list[float]] = defaultdict(list)
-    for ref, p in zip(refs, probs):
-        grouped[ref.track].append(float(p))
-    return {track: float(np.mean(values)) for track, values in grouped.items()}
+@dataclass
+class Scores:
+    """Probabilities of fake for scored windows of tracks (and their faces, for a frame model)."""
+
+    windows: list[SequenceRef]
+    window_probs: np.ndarray
+    frame_keys: list[FrameKey] | None = None
+    frame_probs: np.ndarray | None = None
+
+    def videos(self) -> dict[int, float]:
+        """Track index -> its probability: mean over windows, or over distinct faces for a frame model."""
+        grouped: dict[int, list[float]] = defaultdict(list)
+        if self.frame_keys is not None and self.frame_probs is not None:
+            for (track, _), p in zip(self.frame_keys, self.frame_probs):
+                grouped[track].append(float(p))
+        else:
+            for ref, p in zip(self.windows, self.window_probs):
+                grouped[ref.track].append(float(p))
+        return {track: float(np.mean(values)) for track, values in grouped.items()}
+
+    def subset(self, keep: set[int]) -> "Scores":
+        """Only the windows and faces of the tracks in ``keep``."""
+        chosen = [k for k, ref in enumerate(self.windows) if ref.track in keep]
+        windows = [self.windows[k] for k in chosen]
+        probs = self.window_probs[chosen] if chosen else np.zeros(0, np.float32)
+        if self.frame_keys is None or self.frame_probs is None:
+            return Scores(windows, probs)
+        faces = [k for k, key in enumerate(self.frame_keys) if key[0] in keep]
+        return Scores(windows, probs, [self.frame_keys[k] for k in faces],
+                      self.frame_probs[faces] if faces else np.zeros(0, np.float32))
 
 
-def level_metrics(tracks: list[FaceTrack], refs: list[SequenceRef], probs: np.ndarray,
-                  threshold: float) -> dict[str, dict]:
-    """Metrics at video level (mean over each video's sequences) and at sequence level."""
-    videos = video_probabilities(refs, probs)
-    return {
+def evaluation_windows(tracks: list[FaceTrack], indices: list[int], frames: int, stride: int,
+                       frames_per_video: int) -> list[SequenceRef]:
+    """The windows an evaluation scores: non-overlapping, spread evenly over each track, covering
+    about ``frames_per_video`` faces (rounded up to whole windows; 0 = every face)."""
+    limit = math.ceil(frames_per_video / frames) if frames_per_video > 0 else 0
+    return evaluation_sequences(tracks, indices, frames, stride, limit)
+
+
+def score_windows(
+    model: torch.nn.Module,
+    store: FrameStore,
+    tracks: list[FaceTrack],
+    windows: list[SequenceRef],
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    batch_size: int = 32,
+) -> Scores:
+    """Run ``model`` over ``windows``: once per window (sequence model) or once per distinct face."""
+    if model_kind(model) != "frame":
+        return Scores(windows, predict(model, store, tracks, windows, device, dtype, batch_size))
+    keys = list(dict.fromkeys((ref.track, p) for ref in windows for p in ref.positions))
+    faces = predict(model, store, tracks, [SequenceRef(t, (p,)) for t, p in keys], device, dtype, batch_size)
+    lookup = dict(zip(keys, faces))
+    window_probs = np.array([np.mean([lookup[(ref.track, p)] for p in ref.positions]) for ref in windows],
+                            dtype=np.float32)
+    return Scores(windows, window_probs, keys, faces)
+
+
+def level_metrics(tracks: list[FaceTrack], scores: Scores, threshold: float) -> dict[str, dict[str, Any]]:
+    """Metrics per level: ``video``, ``sequence`` and, for a frame model, ``frame``."""
+    videos = scores.videos()
+    result = {
         "video": binary_metrics([tracks[t].label for t in videos], list(videos.values()), threshold),
-        "sequence": binary_metrics([tracks[r.track].label for r in refs], probs, threshold),
+        "sequence": binary_metrics([tracks[r.track].label for r in scores.windows], scores.window_probs, threshold),
     }
+    if scores.frame_keys is not None and scores.frame_probs is not None:
+        result["frame"] = binary_metrics([tracks[t].label for t, _ in scores.frame_keys], scores.frame_probs,
+                                         threshold)
+    return result
 
 
-def roc_inputs(tracks: list[FaceTrack], refs: list[SequenceRef], probs: np.ndarray) -> dict[str, tuple[Values, Values]]:
-    """``plot_roc`` input (labels, scores) for the video and sequence levels of scored sequences."""
-    videos = video_probabilities(refs, probs)
-    return {
-        "video": (np.array([tracks[t].label for t in videos]), np.array(list(videos.values()))),
-        "sequence": (np.array([tracks[r.track].label for r in refs]), probs),
+def method_metrics(tracks: list[FaceTrack], scores: Scores, threshold: float) -> dict[str, dict[str, Any]]:
+    """Per generator named by the dataset: the level metrics on every real video plus that method's
+    fakes. Empty when no scored fake names its method."""
+    scored = {ref.track for ref in scores.windows}
+    methods = sorted({tracks[t].method for t in scored if tracks[t].label == FAKE and tracks[t].method})
+    reals = {t for t in scored if tracks[t].label == REAL}
+    return {method: level_metrics(tracks, scores.subset(reals | {t for t in scored if tracks[t].method == method}),
+                                  threshold)
+            for method in methods}
+
+
+def eer_threshold(tracks: list[FaceTrack], scores: Scores) -> float | None:
+    """The threshold at the equal error rate of the scored videos (else of the windows); None when
+    the scores lack a class.
+
+    Every threshold between two neighbouring scores gives the same errors; when the EER point
+    falls on a score, the threshold moves to the middle of the gap below it, so the decisions it
+    gives on these scores do not hinge on that one score's last digits.
+    """
+    videos = scores.videos()
+    labels, values = [tracks[t].label for t in videos], np.array(list(videos.values()))
+    found = eer(labels, values)
+    if found is None:
+        labels, values = [tracks[r.track].label for r in scores.windows], np.asarray(scores.window_probs, float)
+        found = eer(labels, values)
+    if found is None:
+        return None
+    threshold = found[1]
+    below, at_or_above = values[values < threshold], values[values >= threshold]
+    if below.size and at_or_above.size and at_or_above.min() == threshold:
+        threshold = (float(below.max()) + threshold) / 2
+    return float(min(max(threshold, 1e-6), 1.0 - 1e-6))
+
+
+def roc_inputs(tracks: list[FaceTrack], scores: Scores, prefix: str = "") -> dict[str, tuple[Values, Values]]:
+    """``plot_roc`` input (labels, scores) per level, names prefixed by ``prefix``."""
+    videos = scores.videos()
+    curves: dict[str, tuple[Values, Values]] = {
+        f"{prefix}video": (np.array([tracks[t].label for t in videos]), np.array(list(videos.values()))),
+        f"{prefix}sequence": (np.array([tracks[r.track].label for r in scores.windows]), scores.window_probs),
     }
+    if scores.frame_keys is not None and scores.frame_probs is not None:
+        curves[f"{prefix}frame"] = (np.array([tracks[t].label for t, _ in scores.frame_keys]), scores.frame_probs)
+    return curves

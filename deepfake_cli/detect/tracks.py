@@ -44,6 +44,7 @@ class FaceTrack:
     label: int | None = None
     group: str = ""
     split: str | None = None
+    method: str | None = None  # the generator of a fake, when the dataset names it
     still: bool = False  # a single image: scored as a frame, not a sequence
 
     def __len__(self) -> int:
@@ -98,7 +99,7 @@ class FaceSource:
 
     def labelled(self, items: list[LabelledInput],
                  progress: bool = False) -> tuple[list[FaceTrack], list[dict[str, str]]]:
-        """Tracks of labelled inputs, carrying label, group (default: the track itself) and split.
+        """Tracks of labelled inputs, carrying label, group (default: the track itself), split and method.
 
         Inputs that cannot be read or show no face are skipped and listed as ``{input, reason}``.
         """
@@ -113,7 +114,8 @@ class FaceSource:
                 continue
             if not found:
                 skipped.append({"input": str(item.path), "reason": "no face found"})
-            tracks.extend(replace(t, label=item.label, group=item.group or t.key, split=item.split) for t in found)
+            tracks.extend(replace(t, label=item.label, group=item.group or t.key, split=item.split,
+                                  method=item.method) for t in found)
         return tracks, skipped
 
     def cache_folder(self, path: Path) -> Path:

@@ -1,10 +1,17 @@
 """Training a detector: split by source group, balance classes, early-stop on validation AUC.
 
 ``train_detector`` is the Python API behind ``dfk train-detect``. It writes into the detector
-directory ``model.pt`` (best epoch, weights only), ``config.yaml``, ``state.json``, ``log.csv``,
-``metrics.json``, ``roc.png`` and ``training.png``; the faces it extracted stay cached in
-``faces/``. With ``folds > 1`` each fold trains in ``fold<k>/`` and the top level reports
-mean ± std over folds and keeps the model of the fold with the best validation score.
+directory ``model.pt`` (best epoch, weights only), ``config.yaml``, ``state.json`` (with the
+decision threshold), ``log.csv``, ``metrics.json``, ``roc.png`` and ``training.png``; the faces it
+extracted stay cached in ``faces/``.
+
+The protocol (see ``splits``): validation picks the epoch and, with ``train.threshold: auto``, the
+threshold (the EER point of the validation videos); a test part, when there is one, is scored
+once at the end and picks nothing. ``metrics.json`` names every block after the part it was
+computed on (``val``, ``test``). With ``folds > 1`` each fold trains in ``fold<k>/``; the report
+gives each fold's numbers in ``folds`` and mean ± std over folds in ``cross_validation`` (never
+one fold's numbers as the result); the model of the fold with the best validation score is kept
+at the top level for ``dfk detect``.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import logging
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +37,12 @@ from deepfake_cli.detect.metrics import summarize_folds
 from deepfake_cli.detect.plots import plot_history, plot_roc
 from deepfake_cli.detect.preprocess import FrameStore, to_tensor
 from deepfake_cli.detect.report import csv_text
-from deepfake_cli.detect.scoring import level_metrics, predict, preload, roc_inputs, sequence_batch
-from deepfake_cli.detect.sequences import SequenceRef, evaluation_sequences, training_sequences
-from deepfake_cli.detect.splits import Split, given_split, holdout_split, kfold_splits
+from deepfake_cli.detect.scoring import (
+    Scores, eer_threshold, evaluation_windows, level_metrics, method_metrics, preload, roc_inputs, score_windows,
+    sequence_batch,
+)
+from deepfake_cli.detect.sequences import SequenceRef, training_sequences
+from deepfake_cli.detect.splits import Partition, kfold_splits, plan_split
 from deepfake_cli.detect.tracks import CACHE_DIR, FaceSource, FaceTrack
 from deepfake_cli.errors import InputError, TrainingError
 from deepfake_cli.runtime import autocast, autocast_dtype, resolve_device, seed_everything
@@ -45,19 +55,23 @@ MAX_BAD_STEPS = 3
 
 @dataclass
 class FitResult:
-    """The outcome of training one model on one split."""
+    """The outcome of training one model on one partition."""
 
     folder: Path
+    partition: Partition
     best_epoch: int
     epochs_run: int
     score: tuple[float, float]
-    validation: dict[str, Any]
-    val_refs: list[SequenceRef]
-    val_probs: np.ndarray
     data: dict[str, Any]
     history: list[dict[str, Any]]
     best_state: dict[str, torch.Tensor]
     seed: int
+    threshold: float = 0.5
+    threshold_from: str = "config"
+    val: dict[str, Any] = field(default_factory=dict)
+    test: dict[str, Any] | None = None
+    val_scores: Scores | None = None
+    test_scores: Scores | None = None
     seconds: float = 0.0
 
     def state(self, config: DetectConfig, status: str) -> dict[str, Any]:
@@ -65,16 +79,21 @@ class FitResult:
         return {
             "epoch": self.best_epoch, "epochs_run": self.epochs_run, "monitor": config.train.monitor,
             "val_auc": self.score[0] if self.score[0] >= 0 else None, "val_loss": self.score[1],
-            "threshold": config.train.threshold, "seed": self.seed,
+            "threshold": self.threshold, "threshold_from": self.threshold_from, "seed": self.seed,
             "status": status, "seconds": round(self.seconds, 2),
         }
 
     def report(self) -> dict[str, Any]:
-        """This fit's part of ``metrics.json``."""
-        return {
+        """This fit's part of ``metrics.json``: blocks named after the part they were computed on."""
+        report = {
             "best_epoch": self.best_epoch, "epochs_run": self.epochs_run, "seconds": round(self.seconds, 2),
-            "data": self.data, "validation": self.validation,
+            "protocol": self.partition.describe(),
+            "threshold": self.threshold, "threshold_from": self.threshold_from,
+            "data": self.data, "val": self.val,
         }
+        if self.test is not None:
+            report["test"] = self.test
+        return report
 
 
 def _counts(tracks: list[FaceTrack], indices: list[int], refs: list[SequenceRef]) -> dict[str, Any]:
@@ -84,11 +103,11 @@ def _counts(tracks: list[FaceTrack], indices: list[int], refs: list[SequenceRef]
             "sequences": {"real": sequences[REAL], "fake": sequences[FAKE]}}
 
 
-def _score(validation: dict[str, Any], monitor: str) -> tuple[float, float]:
+def _score(levels: dict[str, Any], monitor: str) -> tuple[float, float]:
     """The monitored AUC (-1 when undefined) and the validation sequence log loss."""
     level = "video" if monitor == "video_auc" else "sequence"
-    value = validation[level]["auc"]
-    return (value if value is not None else -1.0, validation["sequence"]["log_loss"])
+    value = levels[level]["auc"]
+    return (value if value is not None else -1.0, levels["sequence"]["log_loss"])
 
 
 class _Keeper:
@@ -163,7 +182,7 @@ class _Epochs:
 
 def fit(
     tracks: list[FaceTrack],
-    split: Split,
+    partition: Partition,
     store: FrameStore,
     config: DetectConfig,
     folder: Path,
@@ -172,20 +191,25 @@ def fit(
     progress: bool = True,
     desc: str = "train",
 ) -> FitResult:
-    """Train one model on ``split`` (train, validation indices into ``tracks``), keeping the best
-    epoch by validation score in ``folder`` and stopping after ``train.patience`` epochs without
-    improvement."""
+    """Train one model on ``partition``, keeping the best epoch by validation score in ``folder`` and
+    stopping after ``train.patience`` epochs without improvement; then choose the threshold on
+    validation and score the test part (if any) with the kept weights."""
     started = time.perf_counter()
     seq, train = config.sequence, config.train
-    train_refs = training_sequences(tracks, split[0], seq.frames, seq.stride, seq.train_per_video)
-    val_refs = evaluation_sequences(tracks, split[1], seq.frames, seq.stride, seq.eval_per_video)
+    window = (seq.frames, seq.stride, config.eval.frames_per_video)
+    train_refs = training_sequences(tracks, partition.train, seq.frames, seq.stride, seq.train_per_video)
+    val_refs = evaluation_windows(tracks, partition.val, *window)
+    test_refs = evaluation_windows(tracks, partition.test, *window)
     if not train_refs or not val_refs:
         raise InputError("the split left no training or no validation videos")
-    data = {"train": _counts(tracks, split[0], train_refs), "validation": _counts(tracks, split[1], val_refs)}
+    data = {"train": _counts(tracks, partition.train, train_refs), "val": _counts(tracks, partition.val, val_refs)}
+    if test_refs:
+        data["test"] = _counts(tracks, partition.test, test_refs)
     preload(store, tracks, train_refs + val_refs, progress)
     seed_everything(seed)
     model = build_model(config).to(device)
     epochs = _Epochs(model, config, device, seed)
+    batch = 2 * train.batch_size
     history: list[dict[str, Any]] = []
     best: FitResult | None = None
     keeper = _Keeper(train.min_delta)
@@ -193,36 +217,66 @@ def fit(
     for epoch in bar:
         tick = time.perf_counter()
         train_loss = epochs.run(store, tracks, train_refs, progress)
-        probs = predict(model, store, tracks, val_refs, device, epochs.dtype, 2 * train.batch_size)
-        validation = level_metrics(tracks, val_refs, probs, train.threshold)
+        scores = score_windows(model, store, tracks, val_refs, device, epochs.dtype, batch)
+        levels = level_metrics(tracks, scores, 0.5)  # only threshold-free numbers are used here
         history.append({
-            "epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": validation["sequence"]["log_loss"],
-            "val_sequence_auc": validation["sequence"]["auc"], "val_video_auc": validation["video"]["auc"],
-            "val_video_accuracy": validation["video"]["accuracy"], "seconds": round(time.perf_counter() - tick, 3),
+            "epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": levels["sequence"]["log_loss"],
+            "val_sequence_auc": levels["sequence"]["auc"], "val_video_auc": levels["video"]["auc"],
+            "val_video_eer": levels["video"]["eer"], "seconds": round(time.perf_counter() - tick, 3),
         })
         write_text_atomic(folder / "log.csv", csv_text(history))
-        score = _score(validation, train.monitor)
-        bar.set_postfix(loss=f"{train_loss:.3f}", val_auc=validation["sequence"]["auc"])
+        score = _score(levels, train.monitor)
+        bar.set_postfix(loss=f"{train_loss:.3f}", val_auc=levels["sequence"]["auc"])
         if keeper.improves(score):
             weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best = FitResult(folder, epoch, epoch, score, validation, val_refs, probs, data, history, weights, seed)
+            best = FitResult(folder, partition, epoch, epoch, score, data, history, weights, seed, val_scores=scores)
             save_detector(folder, model, config, best.state(config, "training"))
         elif best is not None and epoch - best.best_epoch >= train.patience:
             log.info("%s: no validation improvement for %d epochs; stopping at epoch %d", desc, train.patience, epoch)
             break
     bar.close()
-    assert best is not None
+    assert best is not None and best.val_scores is not None
     best.epochs_run = len(history)
+    _choose_threshold(best, tracks, config)
+    best.val = level_metrics(tracks, best.val_scores, best.threshold)
+    if test_refs:  # scored once, with the kept weights and the validation threshold; it picks nothing
+        model.load_state_dict(best.best_state)
+        preload(store, tracks, test_refs, progress)
+        best.test_scores = score_windows(model, store, tracks, test_refs, device, epochs.dtype, batch)
+        best.test = level_metrics(tracks, best.test_scores, best.threshold)
+        per_method = method_metrics(tracks, best.test_scores, best.threshold)
+        if per_method:
+            best.test["per_method"] = per_method
     best.seconds = time.perf_counter() - started
     _finish(best, tracks, config)
     return best
+
+
+def _choose_threshold(result: FitResult, tracks: list[FaceTrack], config: DetectConfig) -> None:
+    """The decision threshold: the configured number, or (``auto``) the EER point of the validation
+    videos at the kept epoch."""
+    setting = config.train.threshold
+    if setting != "auto":
+        result.threshold, result.threshold_from = float(setting), "config"
+        return
+    assert result.val_scores is not None
+    found = eer_threshold(tracks, result.val_scores)
+    if found is None:
+        log.warning("validation lacks a class; threshold 0.5 instead of its EER point")
+        result.threshold, result.threshold_from = 0.5, "default (validation lacks a class)"
+    else:
+        result.threshold, result.threshold_from = found, "val EER"
 
 
 def _finish(result: FitResult, tracks: list[FaceTrack], config: DetectConfig) -> None:
     """Final state.json, metrics.json and plots of one fit."""
     write_state(result.folder, result.state(config, "done"))
     write_json_atomic(result.folder / METRICS_FILE, result.report())
-    plot_roc(result.folder / "roc.png", roc_inputs(tracks, result.val_refs, result.val_probs), title="validation ROC")
+    assert result.val_scores is not None
+    curves = roc_inputs(tracks, result.val_scores, "val ")
+    if result.test_scores is not None:
+        curves |= roc_inputs(tracks, result.test_scores, "test ")
+    plot_roc(result.folder / "roc.png", curves, title="ROC (val, test)" if result.test_scores else "validation ROC")
     plot_history(result.folder / "training.png", result.history, result.best_epoch)
 
 
@@ -249,36 +303,46 @@ def train_detector(
     if labels != {REAL, FAKE}:
         raise InputError(f"after face extraction no {'real' if REAL not in labels else 'fake'} video has a face")
     store = FrameStore(config.sequence.size, config.sequence.input, config.sequence.canny_sigma)
-    if folds > 1:
-        splits = kfold_splits(tracks, folds, seed)
-        results = [fit(tracks, s, store, config, folder / f"fold{k}", torch_device, seed + k, progress,
-                       f"fold {k}/{folds}") for k, s in enumerate(splits, start=1)]
-    else:
-        split = given_split(tracks) or holdout_split(tracks, config.train.val_fraction, seed)
-        results = [fit(tracks, split, store, config, folder, torch_device, seed, progress)]
-    chosen = max(range(len(results)), key=lambda k: (results[k].score[0], -results[k].score[1]))
+    partition = plan_split(tracks, config.train.val_fraction, config.train.test_fraction, seed)
     report: dict[str, Any] = {
         "tool": f"dfk {__version__}",
         "inputs": {"given": len(items), "videos": {"real": sum(t.label == REAL for t in tracks),
                                                    "fake": sum(t.label == FAKE for t in tracks)},
                    "skipped": skipped, "faces_extracted": source.extracted, "faces_reused": source.reused},
-        "threshold": config.train.threshold,
         "monitor": config.train.monitor,
-        **results[chosen].report(),
+        "eval_frames_per_video": config.eval.frames_per_video,
     }
-    if folds > 1:
-        _keep_fold(folder, results[chosen], config)
-        report["selected_fold"] = chosen + 1
-        report["folds"] = [r.report() for r in results]
-        report["cross_validation"] = {
-            level: summarize_folds([r.validation[level] for r in results]) for level in ("video", "sequence")
-        }
+    if folds == 1:
+        result = fit(tracks, partition, store, config, folder, torch_device, seed, progress)
+        report |= result.report()
+    else:
+        pool = sorted(partition.train + partition.val)  # the test part stays out of every fold
+        results = []
+        for k, (train_idx, val_idx) in enumerate(kfold_splits(tracks, folds, seed, among=pool), start=1):
+            fold = Partition(train_idx, val_idx, partition.test, f"fold {k}/{folds}", partition.test_from)
+            results.append(fit(tracks, fold, store, config, folder / f"fold{k}", torch_device, seed + k, progress,
+                               f"fold {k}/{folds}"))
+        kept = max(range(folds), key=lambda k: (results[k].score[0], -results[k].score[1]))  # by validation
+        _keep_fold(folder, results[kept], config)
+        report["protocol"] = {"val": f"each fold's held-out groups ({folds} folds)", "test": partition.test_from}
+        report["folds"] = [{"fold": k + 1} | r.report() for k, r in enumerate(results)]
+        report["cross_validation"] = {"val": _fold_summary([r.val for r in results])}
+        if partition.test:
+            report["cross_validation"]["test"] = _fold_summary([r.test or {} for r in results])
+        report["kept_fold"] = kept + 1
+        report["threshold"] = results[kept].threshold
     write_json_atomic(folder / METRICS_FILE, report)
     return report
 
 
+def _fold_summary(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std over folds per level and metric."""
+    levels = [level for level in ("frame", "sequence", "video") if all(level in b for b in blocks)]
+    return {level: summarize_folds([b[level] for b in blocks]) for level in levels}
+
+
 def _keep_fold(folder: Path, result: FitResult, config: DetectConfig) -> None:
-    """Copy the chosen fold's model, state, log and plots to the detector directory's top level."""
+    """Copy the kept fold's model, state, log and plots to the detector directory's top level."""
     model = build_model(config)
     model.load_state_dict(result.best_state)
     save_detector(folder, model, config, result.state(config, "done") | {"fold": result.folder.name})
