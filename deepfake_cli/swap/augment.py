@@ -19,11 +19,13 @@ from deepfake_cli.swap.schema import AugmentConfig
 
 @dataclass
 class Batch:
-    """One side's training batch: model input, reconstruction target, per-pixel loss weight."""
+    """One side's training batch: model input, reconstruction target, per-pixel loss weight and
+    the target's face hull (0..1, what a learned mask should cover)."""
 
     warped: torch.Tensor
     target: torch.Tensor
     weight: torch.Tensor | None
+    hull: torch.Tensor | None = None
 
 
 def _uniform(n: int, spread: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -31,17 +33,19 @@ def _uniform(n: int, spread: float, generator: torch.Generator, device: torch.de
 
 
 class Augmenter:
-    """Turns uint8 faces ``[N,3,S,S]`` (and optional weights ``[N,1,S,S]``) into a ``Batch``."""
+    """Turns uint8 faces ``[N,3,S,S]`` (and optional weights and hulls ``[N,1,S,S]``) into a ``Batch``."""
 
     def __init__(self, config: AugmentConfig, generator: torch.Generator) -> None:
         self.config = config
         self.generator = generator
 
-    def __call__(self, images: torch.Tensor, weight: torch.Tensor | None = None) -> Batch:
+    def __call__(self, images: torch.Tensor, weight: torch.Tensor | None = None,
+                 hull: torch.Tensor | None = None) -> Batch:
         n, _, size, _ = images.shape
         device = images.device
         faces = self._jitter(images.float() / 255.0)
-        planes = faces if weight is None else torch.cat([faces, weight], dim=1)
+        extras = [t.float() for t in (weight, hull) if t is not None]
+        planes = torch.cat([faces, *extras], dim=1)
         base = self._identity_grid(size, device)
         offsets = self._warp_offsets(n, size, device)
         affine = self._similarity(n, device).repeat(2, 1, 1)
@@ -50,8 +54,9 @@ class Augmenter:
         sampled = F.grid_sample(planes.repeat(2, 1, 1, 1), grids, mode="bilinear",
                                 padding_mode="reflection", align_corners=False)
         target, warped = sampled[:n], sampled[n:, :3]
-        return Batch(warped=warped.clamp(0, 1), target=target[:, :3].clamp(0, 1),
-                     weight=None if weight is None else target[:, 3:])
+        weight_out = None if weight is None else target[:, 3:4]
+        hull_out = None if hull is None else target[:, -1:]
+        return Batch(warped=warped.clamp(0, 1), target=target[:, :3].clamp(0, 1), weight=weight_out, hull=hull_out)
 
     @staticmethod
     def _identity_grid(size: int, device: torch.device) -> torch.Tensor:

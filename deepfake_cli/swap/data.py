@@ -34,21 +34,24 @@ FACE_GROW = 0.3  # the face region of the background weight: the 68-point hull g
 
 @dataclass
 class FaceSet:
-    """One identity's faces: ``images`` uint8 ``[N,3,S,S]``, ``weights`` float ``[N,1,S,S]`` or None."""
+    """One identity's faces: ``images`` uint8 ``[N,3,S,S]``; from alignments also loss ``weights``
+    float ``[N,1,S,S]`` and ``hulls``, the landmark hull of each face, uint8 ``[N,1,S,S]`` (0/1)."""
 
     folder: Path
     images: torch.Tensor
     weights: torch.Tensor | None
     files: list[str]
     alignments: Alignments | None
+    hulls: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def sample(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``count`` random faces (with replacement) and their weight maps."""
+    def sample(self, count: int, generator: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``count`` random faces (with replacement), their weight maps and hulls."""
         index = torch.randint(len(self), (count,), generator=generator, device=self.images.device)
-        return self.images[index], None if self.weights is None else self.weights[index]
+        return tuple(None if t is None else t[index] for t in (self.images, self.weights, self.hulls))
 
 
 def model_coverage(alignments: Alignments | None, crop: float) -> float:
@@ -117,16 +120,21 @@ def load_faces(folder: str | Path, size: int, crop: float = 1.0, eye: float = 3.
     records: dict[str, FaceRecord] = {r.file: r for r in alignments.faces} if alignments else {}
     if alignments is None:
         log.warning("%s has no %s: training without eye/mouth loss weighting", folder, ALIGNMENTS_FILE)
-    images, weights = [], []
+    images, weights, hulls = [], [], []
     for path in files:
         image, to_model, file_width = _prepare(path, size, crop)
         images.append(image)
         record = records.get(path.name)
         if record is None:
             weights.append(np.ones((size, size), dtype=np.float32))
+            hulls.append(np.ones((size, size), dtype=np.uint8))
             continue
         points = _landmarks_in_model(record, to_model, file_width)
         weights.append(region_weights(points, size, eye, mouth, background))
+        hulls.append(hull_mask(points, (size, size)).astype(np.uint8))
     stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().to(device)
-    weight_maps = torch.from_numpy(np.stack(weights))[:, None].to(device) if alignments else None
-    return FaceSet(folder, stacked, weight_maps, [p.name for p in files], alignments)
+    if alignments is None:
+        return FaceSet(folder, stacked, None, [p.name for p in files], None)
+    weight_maps = torch.from_numpy(np.stack(weights))[:, None].to(device)
+    hull_maps = torch.from_numpy(np.stack(hulls))[:, None].to(device)
+    return FaceSet(folder, stacked, weight_maps, [p.name for p in files], alignments, hull_maps)

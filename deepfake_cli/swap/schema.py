@@ -13,10 +13,10 @@ from typing import Any, Literal, get_args
 from deepfake_cli.errors import ConfigError
 
 VggTap = Literal["relu1_2", "relu2_2", "relu3_4", "relu4_4"]
-LossTerm = Literal["recon", "ssim", "edge", "perceptual", "adversarial", "mask_l1", "mask_tv"]
+LossTerm = Literal["recon", "ssim", "edge", "perceptual", "adversarial", "mask_l1", "mask_tv", "mask_face"]
 LOSS_TERMS: tuple[str, ...] = get_args(LossTerm)
 MAX_SSIM_SCALES, MIN_SSIM_PX = 5, 8  # multi-scale SSIM: at most 5 scales, the coarsest at least 8 px
-GAN_ONLY_TERMS = frozenset({"adversarial", "mask_l1", "mask_tv"})
+GAN_ONLY_TERMS = frozenset({"adversarial", "mask_l1", "mask_tv", "mask_face"})
 
 
 @dataclass
@@ -72,7 +72,7 @@ class LossConfig:
     3-5 at 128 px and up). ``background`` weighs pixels outside the face in recon and ssim (1 =
     the whole crop counts alike; lower puts the model's capacity on the face that convert uses).
 
-    ``adversarial``, ``mask_l1`` and ``mask_tv`` apply to ``gan`` models only; an ``original``
+    ``adversarial``, ``mask_l1``, ``mask_tv`` and ``mask_face`` apply to ``gan`` models only; an ``original``
     model ignores them, so ``--set model.kind=gan`` alone gives a complete GAN.
     """
 
@@ -88,6 +88,7 @@ class LossConfig:
     adversarial_mode: Literal["lsgan", "hinge"] = "lsgan"
     mask_l1: float = 0.01
     mask_tv: float = 0.1
+    mask_face: float = 0.0  # L1 of the learned mask to the face's landmark hull (needs alignments.json)
     schedule: list[ScheduleEntry] = field(default_factory=list)
 
 

@@ -34,6 +34,8 @@ from deepfake_cli.swap.models import SIDES
 from deepfake_cli.swap.networks import build_discriminators, build_generator
 from deepfake_cli.swap.schema import SwapConfig, active_terms, loss_weights
 
+log = logging.getLogger(__name__)
+
 Decoded = tuple[torch.Tensor, torch.Tensor | None]
 
 
@@ -116,6 +118,9 @@ class SwapTrainer:
         (``BackendError`` if its weights cannot be had)."""
         self.config, self.faces, self.device = config, faces, device
         self.terms = active_terms(config)
+        if "mask_face" in self.terms and any(faces[side].hulls is None for side in SIDES):
+            log.warning("loss.mask_face needs landmarks (alignments.json) for both face sets: term off")
+            self.terms = tuple(t for t in self.terms if t != "mask_face")
         self.perceptual: PerceptualLoss | None = None
         if "perceptual" in self.terms:
             self.perceptual = load_perceptual(config.perceptual.weights, config.perceptual.layers, device)
@@ -196,6 +201,9 @@ class SwapTrainer:
             terms["mask_l1"] = mask.float().mean()
         if mask is not None and "mask_tv" in self.terms:
             terms["mask_tv"] = mask_total_variation(mask.float())
+        if mask is not None and "mask_face" in self.terms:
+            assert batch.hull is not None
+            terms["mask_face"] = (mask.float() - batch.hull).abs().mean()
         return {f"{side}_{term}": value for term, value in terms.items()}
 
     def _train_discriminators(self, batches: Mapping[str, Batch],
