@@ -23,7 +23,7 @@ COMMANDS = {
     "extract": ("extract", "extract", "Find, landmark and align faces (PNGs + alignments.json)."),
     "train-swap": ("train_swap", "train_swap", "Train a face-swap model on two face sets (resumable)."),
     "convert": ("convert", "convert", "Swap faces in a video, image or folder with a trained model."),
-    "train-detect": ("train_detect", "train_detect", "Train a ConvLSTM deepfake detector."),
+    "train-detect": ("train_detect", "train_detect", "Train a deepfake detector (ConvLSTM, EfficientNet, ...)."),
     "detect": ("detect", "detect", "Score videos/images as real or fake."),
     "evaluate": ("evaluate", "evaluate", "Measure a swap: identity transfer, landmark NME, background PSNR."),
     "make-dataset": ("make_dataset", "make_dataset", "Make a labelled real/fake dataset with swap models."),

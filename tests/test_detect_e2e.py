@@ -128,6 +128,18 @@ def test_detector_directory_contents(trained: tuple[Path, dict]) -> None:
     assert len((outdir / "log.csv").read_text().splitlines()) == report["epochs_run"] + 1
 
 
+def test_frame_model_learns_the_swap_and_scores_every_face(trained: tuple[Path, dict], dataset: Path,
+                                                          tmp_path: Path) -> None:
+    shutil.copytree(trained[0] / "faces", tmp_path / "frame" / "faces")  # same face settings: reused
+    config = load_config(DetectConfig, "detect", "tiny_frame")
+    report = train_detector(read_dataset(dataset), tmp_path / "frame", config, device="cpu", seed=0, progress=False)
+    assert report["inputs"]["faces_reused"] == 16 and report["model"]["kind"] == "frame"
+    assert set(report["val"]) == {"frame", "sequence", "video"}
+    assert report["val"]["video"]["auc"] >= 0.9 and report["val"]["frame"]["auc"] >= 0.9
+    # every face of these 20- and 30-frame clips is scored (up to eval.frames_per_video = 32)
+    assert report["val"]["frame"]["count"] >= 20 * sum(report["data"]["val"]["videos"].values())
+
+
 def test_cross_validation_reuses_cached_faces(run_dfk, trained: tuple[Path, dict], dataset: Path,
                                               tmp_path: Path) -> None:
     shutil.copytree(trained[0] / "faces", tmp_path / "det" / "faces")
@@ -208,6 +220,16 @@ def test_dataset_evaluation_writes_the_training_metrics(run_dfk, trained: tuple[
     (["train-detect", "--dataset", "{tmp}/nowhere", "-o", "{tmp}/x"], "dataset not found"),
     (["train-detect", "--dataset", "{data}", "-o", "{tmp}/x", "--preset", "huge"], "unknown detect preset"),
     (["train-detect", "--dataset", "{data}", "-o", "{tmp}/x", "--set", "model.depth=3"], "model.depth"),
+    (["train-detect", "--dataset", "{data}", "-o", "{tmp}/x", "--set", "model.name=resnet"], "unknown model.name"),
+    (["train-detect", "--dataset", "{data}", "-o", "{tmp}/x", "--preset", "efficientnet_b0", "--set",
+      "sequence.input=canny"], "takes sequence.input rgb"),
+    (["train-detect", "--dataset", "{data}", "-o", "{tmp}/x", "--set", "model.weights=imagenet"],
+     "no ImageNet weights"),
+    (["train-detect", "--dataset", "{data}", "-o", "{tmp}/x", "--set", "model.weights={tmp}/none.pt"],
+     "model.weights file not found"),
+    (["train-detect", "--dataset", "{data}", "-o", "{tmp}/x", "--set", "train.monitor=frame_auc"],
+     "needs a frame model"),
+    (["train-detect", "--dataset", "{data}", "-o", "{tmp}/x", "--set", "train.threshold=1.5"], "train.threshold"),
     (["detect", "{data}/real/astronaut_0.mp4", "-m", "{tmp}"], "not a detector directory"),
     (["detect", "-m", "{tmp}"], "--dataset ROOT"),
     (["detect", "{data}/real", "{data}/fake", "-m", "{tmp}", "--annotate", "{tmp}/a.mp4"], "exactly one input video"),

@@ -1,17 +1,60 @@
-"""The ConvLSTM cell, the stacked detector and detector directories."""
+"""The detector registry (ConvLSTM, tiny_frame, EfficientNet), pretrained weights and detector directories."""
 
 from __future__ import annotations
 
+import json
+import urllib.error
 from pathlib import Path
+from typing import Iterator
 
+import numpy as np
 import pytest
 import torch
+import torchvision
 
-from deepfake_cli.config import load_config
+from deepfake_cli.config import available_presets, load_config, read_preset
+from deepfake_cli.detect import Detector, read_dataset, train_detector
 from deepfake_cli.detect.config import DetectConfig, validate
 from deepfake_cli.detect.detector import build_model, load_detector, save_detector
-from deepfake_cli.detect.model import ConvLSTM, ConvLSTMCell, ConvLSTMDetector
+from deepfake_cli.detect.models import MODELS, initial_weights
+from deepfake_cli.detect.models.convlstm import ConvLSTM, ConvLSTMCell, ConvLSTMDetector
 from deepfake_cli.errors import CheckpointError, ConfigError
+from detect_faces import write_dataset
+
+B0_FILE = "efficientnet_b0_rwightman-7f5810bc.pth"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty torch hub cache and no network: any download attempt fails like it does offline."""
+    def no_network(url: str, *args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return tmp_path / "torch_home" / "hub" / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def b0_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Stand-in for torchvision's ImageNet file: a randomly initialised efficientnet_b0 state dict."""
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("weights") / "b0.pth"
+    torch.save(torchvision.models.efficientnet_b0(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def faces_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("faces"), {f"g{k}": "" for k in range(4)}, frames=6)
 
 
 def test_cell_gates_are_one_convolution_over_input_and_hidden_state() -> None:
@@ -96,3 +139,98 @@ def test_mismatched_or_missing_detector_is_a_checkpoint_error(tmp_path: Path) ->
     (tmp_path / "config.yaml").write_text((tmp_path / "config.yaml").read_text().replace("- 16", "- 32"))
     with pytest.raises(CheckpointError, match="do not match"):
         load_detector(tmp_path, torch.device("cpu"))
+
+
+def test_every_preset_names_a_registered_architecture_that_builds() -> None:
+    presets = available_presets("detect")
+    assert {"convlstm", "tiny", "tiny_frame", "efficientnet_b0", "efficientnet_b4"} <= set(presets)
+    named = {load_config(DetectConfig, "detect", p).model.name for p in presets}
+    assert named == set(MODELS)
+    for preset, channels in (("tiny", 1), ("tiny_frame", 3)):
+        config = validate(load_config(DetectConfig, "detect", preset))
+        model = build_model(config)
+        assert model.kind == MODELS[config.model.name].kind
+        x = torch.randint(0, 256, (2, config.sequence.frames, channels, 32, 32), dtype=torch.uint8)
+        x = model.normalise(x)
+        assert model(x if model.kind == "sequence" else x[:, 0]).shape == (2,)
+    assert read_preset("detect", "efficientnet_b4")["model"]["weights"] == "imagenet"
+
+
+@pytest.mark.parametrize("variant", ["efficientnet_b0", "efficientnet_b4"])
+def test_efficientnet_gives_one_logit_per_face(variant: str) -> None:
+    config = load_config(DetectConfig, "detect", variant, None, ["model.weights=none"])
+    model = build_model(validate(config)).eval()
+    assert model.kind == "frame" and model.net.classifier[-1].out_features == 1
+    x = model.normalise(torch.full((1, 3, 64, 64), 128, dtype=torch.uint8))
+    assert model(x).shape == (1,)
+
+
+def test_local_efficientnet_weights_load_into_the_backbone(b0_weights: Path) -> None:
+    config = load_config(DetectConfig, "detect", "efficientnet_b0", None, [f"model.weights={b0_weights}"])
+    state = initial_weights(config)
+    from deepfake_cli.detect.models import apply_weights
+
+    model = apply_weights(build_model(config), state, str(b0_weights))
+    source = torch.load(b0_weights, weights_only=True)
+    for key in ("features.0.0.weight", "features.8.1.running_var"):
+        assert torch.equal(model.net.state_dict()[key], source[key])
+    broken = dict(source)
+    broken.pop("features.0.0.weight")
+    torch.save(broken, b0_weights.with_name("broken.pth"))
+    bad = load_config(DetectConfig, "detect", "efficientnet_b0", None, [f"model.weights={b0_weights.with_name('broken.pth')}"])
+    with pytest.raises(ConfigError, match="not efficientnet_b0 weights"):
+        apply_weights(build_model(bad), initial_weights(bad), "broken.pth")
+
+
+def test_imagenet_weights_come_from_the_hub_cache_without_a_download(offline: Path, b0_weights: Path) -> None:
+    offline.mkdir(parents=True)
+    (offline / B0_FILE).write_bytes(b0_weights.read_bytes())
+    state = initial_weights(load_config(DetectConfig, "detect", "efficientnet_b0"))
+    assert torch.equal(state["features.0.0.weight"], torch.load(b0_weights, weights_only=True)["features.0.0.weight"])
+
+
+def test_offline_without_imagenet_weights_is_one_clear_error(run_dfk, offline: Path, faces_csv: Path,
+                                                              tmp_path: Path) -> None:
+    result = run_dfk("train-detect", "--dataset", faces_csv, "-o", tmp_path / "det", "--preset", "efficientnet_b0",
+                     "--device", "cpu")
+    assert result.code != 0
+    lines = [line for line in result.err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result  # (above it, one info line says the download was tried)
+    for part in (B0_FILE, str(offline), "https://download.pytorch.org/models/" + B0_FILE,
+                 "model.weights=PATH", "model.weights=none"):
+        assert part in lines[0], part
+    assert not (tmp_path / "det" / "faces").exists()  # failed before extracting any face
+
+
+@pytest.mark.parametrize("preset,extra", [
+    ("tiny", []),
+    ("tiny_frame", []),
+    ("efficientnet_b0", ["sequence.size=32", "train.batch_size=4", "sequence.train_per_video=2"]),
+])
+def test_registry_round_trip_train_save_detect(run_dfk, preset: str, extra: list[str], faces_csv: Path,
+                                               b0_weights: Path, tmp_path: Path) -> None:
+    overrides = ["train.epochs=1", "eval.frames_per_video=5", *extra]
+    if preset.startswith("efficientnet"):
+        overrides.append(f"model.weights={b0_weights}")
+    config = load_config(DetectConfig, "detect", preset, None, overrides)
+    report = train_detector(read_dataset(faces_csv), tmp_path / "det", config, device="cpu", progress=False)
+    kind = MODELS[config.model.name].kind
+    assert report["model"]["name"] == config.model.name and report["model"]["kind"] == kind
+    assert ("frame" in report["val"]) == (kind == "frame")
+    assert json.loads((tmp_path / "det" / "state.json").read_text())["model"] == config.model.name
+
+    detector = Detector(tmp_path / "det", device="cpu")  # the architecture comes from the folder
+    assert type(detector.loaded.model) is type(build_model(config))
+    video = faces_csv.parent / "fake" / "g0"
+    result = run_dfk("-q", "detect", video, "-m", tmp_path / "det", "--device", "cpu")
+    assert result.code == 0, result
+    scored = json.loads(result.out)["results"][0]
+    frames = [f["probability"] for f in scored["frames"]]
+    assert len(frames) == 6 and len(scored["sequences"]) == 2  # two 5-face windows cover 6 faces
+    if kind == "frame":  # sequences and the video are means of per-face probabilities
+        assert scored["probability"] == pytest.approx(np.mean(frames), abs=1e-5)
+        assert scored["sequences"][0]["probability"] == pytest.approx(np.mean(frames[:5]), abs=1e-5)
+        assert scored["sequences"][1]["probability"] == pytest.approx(np.mean(frames[1:]), abs=1e-5)
+    else:
+        assert scored["probability"] == pytest.approx(np.mean([s["probability"] for s in scored["sequences"]]),
+                                                      abs=1e-5)

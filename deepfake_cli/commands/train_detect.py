@@ -1,11 +1,11 @@
-"""``dfk train-detect``: train a ConvLSTM deepfake detector on real and fake videos."""
+"""``dfk train-detect``: train a deepfake detector (ConvLSTM, EfficientNet, ...) on real and fake videos."""
 
 from __future__ import annotations
 
 import click
 
 from deepfake_cli.commands import config_options, device_option, resolve_device_name, settings
-from deepfake_cli.config import load_config
+from deepfake_cli.config import available_presets, load_config
 from deepfake_cli.detect import DetectConfig, from_paths, read_dataset, train_detector, validate
 from deepfake_cli.detect.report import training_summary
 from deepfake_cli.errors import InputError
@@ -20,7 +20,8 @@ from deepfake_cli.errors import InputError
               help="A labelled dataset: real/+fake/ folders, DFDC metadata.json, FaceForensics++ or a CSV path,label.")
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False), metavar="DETECTOR_DIR",
               help="Detector directory: model.pt, config.yaml, state.json, metrics.json, plots, face cache.")
-@click.option("--preset", default="convlstm", show_default=True, help="Named config: tiny or convlstm.")
+@click.option("--preset", default="convlstm", show_default=True,
+              help=f"Named config, one per detector: {', '.join(available_presets('detect'))}.")
 @config_options
 @click.option("--folds", type=int, default=1, show_default=True,
               help="K-fold cross-validation by source group over everything outside the test part; reports "
@@ -31,12 +32,14 @@ from deepfake_cli.errors import InputError
 def train_detect(ctx: click.Context, real: tuple[str, ...], fake: tuple[str, ...], dataset: str | None,
                  outdir: str, preset: str, config_file: str | None, overrides: tuple[str, ...], folds: int,
                  device: str | None) -> None:
-    """Train a deepfake detector on sequences of Canny-edged face crops.
+    """Train a deepfake detector on face crops: a sequence model (convlstm: Canny-edged face
+    sequences) or a frame model (efficientnet_b0/b4, tiny_frame: single faces).
 
     \b
     Examples:
       dfk train-detect --real data/real --fake data/fake -o runs/detector --preset tiny
       dfk train-detect --dataset data/dfdc_part0 -o runs/dfdc --folds 5
+      dfk train-detect --dataset data/ffpp -o runs/effb4 --preset efficientnet_b4
     """
     if dataset and (real or fake):
         raise InputError("give either --dataset or --real/--fake, not both")

@@ -1,4 +1,4 @@
-"""The detection stage: Canny-edged face sequences, a ConvLSTM classifier, metrics.
+"""The detection stage: face sequences, a registry of detectors (ConvLSTM, EfficientNet, ...), metrics.
 
 Python API (the CLI commands ``train-detect`` and ``detect`` are thin wrappers)::
 
@@ -13,10 +13,11 @@ Python API (the CLI commands ``train-detect`` and ``detect`` are thin wrappers):
 from deepfake_cli.detect.config import DetectConfig, validate
 from deepfake_cli.detect.inference import DetectionResult, Detector, annotate_video
 from deepfake_cli.detect.layouts import LabelledInput, from_paths, read_dataset
-from deepfake_cli.detect.model import ConvLSTM, ConvLSTMCell, ConvLSTMDetector
+from deepfake_cli.detect.models import MODELS
+from deepfake_cli.detect.models.convlstm import ConvLSTM, ConvLSTMCell, ConvLSTMDetector
 from deepfake_cli.detect.trainer import train_detector
 
 __all__ = [
-    "ConvLSTM", "ConvLSTMCell", "ConvLSTMDetector", "DetectConfig", "DetectionResult", "Detector",
+    "MODELS", "ConvLSTM", "ConvLSTMCell", "ConvLSTMDetector", "DetectConfig", "DetectionResult", "Detector",
     "LabelledInput", "annotate_video", "from_paths", "read_dataset", "train_detector", "validate",
 ]

@@ -1,8 +1,10 @@
 """The detector's settings: one typed dataclass tree, filled from ``configs/detect/<preset>.yaml``.
 
 The defaults below are the ``convlstm`` preset; ``tiny`` inherits it and shrinks everything so a
-detector trains on a CPU in seconds. The resolved config is saved beside every trained detector
-(``config.yaml``) and read back by inference, so a detector directory is self-describing.
+detector trains on a CPU in seconds; ``tiny_frame``, ``efficientnet_b0`` and ``efficientnet_b4``
+choose other architectures of the registry (``detect.models``) by ``model.name``. The resolved
+config is saved beside every trained detector (``config.yaml``) and read back by inference, so a
+detector directory is self-describing.
 """
 
 from __future__ import annotations
@@ -40,13 +42,15 @@ class SequenceConfig:
 
 @dataclass
 class ModelConfig:
-    """ConvLSTM detector architecture."""
+    """The architecture (a ``detect.models`` registry name), its starting weights and its shape."""
 
-    stem_channels: int = 16  # 0 = feed frames straight into the ConvLSTM
-    hidden: list[int] = field(default_factory=lambda: [32, 32, 64])
-    kernel: int = 3
-    pool: int = 2  # spatial max-pool factor between ConvLSTM layers (1 = none)
-    dropout: float = 0.3
+    name: str = "convlstm"  # convlstm | tiny_frame | efficientnet_b0 | efficientnet_b4
+    weights: str = "none"  # none | imagenet (EfficientNet) | PATH of a state dict to start from
+    stem_channels: int = 16  # convlstm: 0 = feed frames straight into the ConvLSTM
+    hidden: list[int] = field(default_factory=lambda: [32, 32, 64])  # convlstm layer / tiny_frame block widths
+    kernel: int = 3  # convlstm
+    pool: int = 2  # convlstm: spatial max-pool factor between ConvLSTM layers (1 = none)
+    dropout: float = 0.3  # before the final linear layer (every architecture)
 
 
 @dataclass
@@ -64,7 +68,7 @@ class TrainConfig:
     flip: bool = True
     precision: str = "auto"
     threshold: float | Literal["auto"] = "auto"  # auto = the EER point of the validation videos
-    monitor: Literal["sequence_auc", "video_auc"] = "sequence_auc"
+    monitor: Literal["sequence_auc", "video_auc", "frame_auc"] = "sequence_auc"  # frame_auc: frame models
 
 
 @dataclass
@@ -123,4 +127,7 @@ def validate(config: DetectConfig) -> DetectConfig:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message, "config")
+    from deepfake_cli.detect.models import check  # the registry imports torch; config must not need it
+
+    check(config)
     return config

@@ -1,4 +1,8 @@
-"""A trained detector on disk: ``model.pt`` (weights only), ``config.yaml``, ``state.json``."""
+"""A trained detector on disk: ``model.pt`` (weights only), ``config.yaml``, ``state.json``.
+
+``config.yaml`` names the architecture (``model.name``), so ``load_detector`` rebuilds whichever
+registry model was trained, without fetching any pretrained weights.
+"""
 
 from __future__ import annotations
 
@@ -14,21 +18,18 @@ from deepfake_cli.checkpoint import (
     CONFIG_FILE, MODEL_FILE, STATE_FILE, load_weights, read_json, save_weights, write_json_atomic, write_text_atomic,
 )
 from deepfake_cli.config import dump_yaml, from_dict
-from deepfake_cli.detect.config import DetectConfig, input_channels, validate
-from deepfake_cli.detect.model import ConvLSTMDetector
+from deepfake_cli.detect.config import DetectConfig, validate
+from deepfake_cli.detect.models import DetectorNet, architecture
+from deepfake_cli.detect.models import build_model as _build
 from deepfake_cli.errors import CheckpointError, ConfigError
 
 
-def build_model(config: DetectConfig) -> ConvLSTMDetector:
-    """A fresh ConvLSTM detector shaped by ``config``."""
-    m = config.model
-    return ConvLSTMDetector(
-        in_channels=input_channels(config.sequence.input), hidden=m.hidden, kernel=m.kernel, pool=m.pool,
-        stem_channels=m.stem_channels, dropout=m.dropout,
-    )
+def build_model(config: DetectConfig) -> DetectorNet:
+    """A freshly initialised detector of ``model.name`` shaped by ``config`` (no pretrained weights)."""
+    return _build(config)
 
 
-def save_detector(folder: Path, model: ConvLSTMDetector, config: DetectConfig, state: dict[str, Any]) -> None:
+def save_detector(folder: Path, model: DetectorNet, config: DetectConfig, state: dict[str, Any]) -> None:
     """Write weights, resolved config and state atomically into ``folder``."""
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_weights(folder / MODEL_FILE, {"model": weights})
@@ -41,11 +42,17 @@ def write_state(folder: Path, state: dict[str, Any]) -> None:
     write_json_atomic(folder / STATE_FILE, {"tool": f"dfk {__version__}", "torch": torch.__version__} | state)
 
 
+def describe(model: DetectorNet, config: DetectConfig) -> dict[str, Any]:
+    """The architecture as recorded in ``metrics.json`` and ``state.json``."""
+    return {"name": config.model.name, "kind": architecture(config.model.name).kind,
+            "weights": config.model.weights, "parameters": sum(p.numel() for p in model.parameters())}
+
+
 @dataclass
 class LoadedDetector:
     """A detector ready for inference."""
 
-    model: ConvLSTMDetector
+    model: DetectorNet
     config: DetectConfig
     state: dict[str, Any]
     folder: Path

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from deepfake_cli.detect.layouts import FAKE, REAL
 from deepfake_cli.detect.metrics import Values, binary_metrics, eer
-from deepfake_cli.detect.preprocess import FrameStore, to_tensor
+from deepfake_cli.detect.preprocess import FrameStore
 from deepfake_cli.detect.sequences import SequenceRef, evaluation_sequences
 from deepfake_cli.detect.tracks import FaceTrack
 from deepfake_cli.runtime import autocast
@@ -61,7 +61,7 @@ def predict(
     frame_level = model_kind(model) == "frame"
     out = []
     for i in range(0, len(refs), batch_size):
-        x = to_tensor(sequence_batch(store, tracks, refs[i:i + batch_size])).to(device)
+        x = model.normalise(torch.from_numpy(sequence_batch(store, tracks, refs[i:i + batch_size])).to(device))
         if frame_level:
             x = x[:, 0]
         with autocast(device, dtype):

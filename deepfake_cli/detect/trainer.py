@@ -31,11 +31,12 @@ from tqdm import tqdm
 from deepfake_cli import __version__
 from deepfake_cli.checkpoint import atomic_path, write_json_atomic, write_text_atomic
 from deepfake_cli.detect.config import DetectConfig, validate
-from deepfake_cli.detect.detector import build_model, save_detector, write_state
+from deepfake_cli.detect.detector import build_model, describe, save_detector, write_state
 from deepfake_cli.detect.layouts import FAKE, REAL, LabelledInput
 from deepfake_cli.detect.metrics import summarize_folds
+from deepfake_cli.detect.models import apply_weights, architecture, initial_weights
 from deepfake_cli.detect.plots import plot_history, plot_roc
-from deepfake_cli.detect.preprocess import FrameStore, to_tensor
+from deepfake_cli.detect.preprocess import FrameStore
 from deepfake_cli.detect.report import csv_text
 from deepfake_cli.detect.scoring import (
     Scores, eer_threshold, evaluation_windows, level_metrics, method_metrics, preload, roc_inputs, score_windows,
@@ -77,7 +78,8 @@ class FitResult:
     def state(self, config: DetectConfig, status: str) -> dict[str, Any]:
         """The bookkeeping saved as ``state.json`` beside the weights."""
         return {
-            "epoch": self.best_epoch, "epochs_run": self.epochs_run, "monitor": config.train.monitor,
+            "model": config.model.name, "epoch": self.best_epoch, "epochs_run": self.epochs_run,
+            "monitor": config.train.monitor,
             "val_auc": self.score[0] if self.score[0] >= 0 else None, "val_loss": self.score[1],
             "threshold": self.threshold, "threshold_from": self.threshold_from, "seed": self.seed,
             "status": status, "seconds": round(self.seconds, 2),
@@ -105,7 +107,7 @@ def _counts(tracks: list[FaceTrack], indices: list[int], refs: list[SequenceRef]
 
 def _score(levels: dict[str, Any], monitor: str) -> tuple[float, float]:
     """The monitored AUC (-1 when undefined) and the validation sequence log loss."""
-    level = "video" if monitor == "video_auc" else "sequence"
+    level = monitor.removesuffix("_auc")
     value = levels[level]["auc"]
     return (value if value is not None else -1.0, levels["sequence"]["log_loss"])
 
@@ -153,17 +155,20 @@ class _Epochs:
         """One epoch over ``refs`` in a fresh random order; returns the mean training loss."""
         self.model.train()
         size = self.config.train.batch_size
+        frame_level = architecture(self.config.model.name).kind == "frame"
         order = self.rng.permutation(len(refs))
         losses = []
         batches = range(0, len(refs), size)
         for start in tqdm(batches, desc="batches", leave=False, disable=not progress, dynamic_ncols=True):
             chunk = [refs[i] for i in order[start:start + size]]
-            x = to_tensor(sequence_batch(store, tracks, chunk))
+            x = torch.from_numpy(sequence_batch(store, tracks, chunk))
+            if frame_level:
+                x = x[:, 0]
             if self.config.train.flip:
                 mirror = torch.from_numpy(self.rng.random(len(chunk)) < 0.5)
                 x[mirror] = x[mirror].flip(-1)
             y = torch.tensor([float(tracks[r.track].label == FAKE) for r in chunk])
-            x, y = x.to(self.device), y.to(self.device)
+            x, y = self.model.normalise(x.to(self.device)), y.to(self.device)
             with autocast(self.device, self.dtype):
                 logits = self.model(x)
             loss = self.loss(logits.float(), y)
@@ -190,14 +195,17 @@ def fit(
     seed: int,
     progress: bool = True,
     desc: str = "train",
+    start: dict[str, torch.Tensor] | None = None,
 ) -> FitResult:
     """Train one model on ``partition``, keeping the best epoch by validation score in ``folder`` and
     stopping after ``train.patience`` epochs without improvement; then choose the threshold on
-    validation and score the test part (if any) with the kept weights."""
+    validation and score the test part (if any) with the kept weights. ``start`` is the state dict
+    ``model.weights`` named (``initial_weights``), if any."""
     started = time.perf_counter()
     seq, train = config.sequence, config.train
     window = (seq.frames, seq.stride, config.eval.frames_per_video)
-    train_refs = training_sequences(tracks, partition.train, seq.frames, seq.stride, seq.train_per_video)
+    sample = (1, 1) if architecture(config.model.name).kind == "frame" else (seq.frames, seq.stride)
+    train_refs = training_sequences(tracks, partition.train, *sample, seq.train_per_video)
     val_refs = evaluation_windows(tracks, partition.val, *window)
     test_refs = evaluation_windows(tracks, partition.test, *window)
     if not train_refs or not val_refs:
@@ -207,7 +215,7 @@ def fit(
         data["test"] = _counts(tracks, partition.test, test_refs)
     preload(store, tracks, train_refs + val_refs, progress)
     seed_everything(seed)
-    model = build_model(config).to(device)
+    model = apply_weights(build_model(config), start, config.model.weights).to(device)
     epochs = _Epochs(model, config, device, seed)
     batch = 2 * train.batch_size
     history: list[dict[str, Any]] = []
@@ -294,6 +302,7 @@ def train_detector(
     validate(config)
     if folds < 1:
         raise InputError(f"--folds must be at least 1, got {folds}")
+    start = initial_weights(config)  # before any face extraction: a missing weights file fails fast
     folder = Path(outdir)
     folder.mkdir(parents=True, exist_ok=True)
     torch_device = resolve_device(device)
@@ -309,11 +318,12 @@ def train_detector(
         "inputs": {"given": len(items), "videos": {"real": sum(t.label == REAL for t in tracks),
                                                    "fake": sum(t.label == FAKE for t in tracks)},
                    "skipped": skipped, "faces_extracted": source.extracted, "faces_reused": source.reused},
+        "model": describe(build_model(config), config),
         "monitor": config.train.monitor,
         "eval_frames_per_video": config.eval.frames_per_video,
     }
     if folds == 1:
-        result = fit(tracks, partition, store, config, folder, torch_device, seed, progress)
+        result = fit(tracks, partition, store, config, folder, torch_device, seed, progress, start=start)
         report |= result.report()
     else:
         pool = sorted(partition.train + partition.val)  # the test part stays out of every fold
@@ -321,7 +331,7 @@ def train_detector(
         for k, (train_idx, val_idx) in enumerate(kfold_splits(tracks, folds, seed, among=pool), start=1):
             fold = Partition(train_idx, val_idx, partition.test, f"fold {k}/{folds}", partition.test_from)
             results.append(fit(tracks, fold, store, config, folder / f"fold{k}", torch_device, seed + k, progress,
-                               f"fold {k}/{folds}"))
+                               f"fold {k}/{folds}", start))
         kept = max(range(folds), key=lambda k: (results[k].score[0], -results[k].score[1]))  # by validation
         _keep_fold(folder, results[kept], config)
         report["protocol"] = {"val": f"each fold's held-out groups ({folds} folds)", "test": partition.test_from}

@@ -1,4 +1,4 @@
-"""The ConvLSTM detector: an LSTM whose gates are convolutions, so its state keeps a spatial map.
+"""``convlstm``: an LSTM whose gates are convolutions, so its state keeps a spatial map.
 
 Shapes: a batch of sequences is ``B x T x C x H x W``; the detector returns one logit per
 sequence (``B``), positive meaning fake. The model does no I/O and knows no config files.
@@ -6,10 +6,15 @@ sequence (``B``), positive meaning fake. The model does no I/O and knows no conf
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
+
+from deepfake_cli.detect.models.base import DetectorNet
+
+if TYPE_CHECKING:
+    from deepfake_cli.detect.config import DetectConfig
 
 
 class ConvLSTMCell(nn.Module):
@@ -64,8 +69,10 @@ class ConvLSTM(nn.Module):
         return steps[-1]
 
 
-class ConvLSTMDetector(nn.Module):
+class ConvLSTMDetector(DetectorNet):
     """Optional per-frame conv stem, stacked ConvLSTM, then average+max pooling and a linear head."""
+
+    kind = "sequence"
 
     def __init__(
         self,
@@ -76,7 +83,7 @@ class ConvLSTMDetector(nn.Module):
         stem_channels: int = 0,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(in_channels)
         if stem_channels > 0:
             self.stem: nn.Module = nn.Sequential(
                 nn.Conv2d(in_channels, stem_channels, 3, stride=2, padding=1, bias=False),
@@ -96,3 +103,10 @@ class ConvLSTMDetector(nn.Module):
         h = self.convlstm(frames.unflatten(0, (b, t)))
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
         return self.head(pooled).squeeze(1)
+
+
+def build(config: "DetectConfig", channels: int) -> ConvLSTMDetector:
+    """The ConvLSTM detector shaped by ``model.{stem_channels,hidden,kernel,pool,dropout}``."""
+    m = config.model
+    return ConvLSTMDetector(in_channels=channels, hidden=m.hidden, kernel=m.kernel, pool=m.pool,
+                            stem_channels=m.stem_channels, dropout=m.dropout)
