@@ -88,10 +88,13 @@ def unwarp_face(face: np.ndarray, matrix: np.ndarray, frame_shape: tuple[int, in
     """Warp an aligned face back into frame coordinates.
 
     Returns the warped face (frame size) and a float mask in [0, 1] of where it has valid pixels.
+    The face is interpolated bicubically: it is usually enlarged, where bilinear would blur it.
     """
     height, width = frame_shape[:2]
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    back = cv2.warpAffine(face, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    inverse = cv2.WARP_INVERSE_MAP
+    back = cv2.warpAffine(face, matrix, (width, height), flags=cv2.INTER_CUBIC | inverse,
+                          borderMode=cv2.BORDER_REPLICATE)
     ones = np.ones(face.shape[:2], dtype=np.float32)
-    valid = cv2.warpAffine(ones, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    valid = cv2.warpAffine(ones, matrix, (width, height), flags=cv2.INTER_LINEAR | inverse,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return back, valid
