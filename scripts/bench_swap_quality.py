@@ -19,7 +19,9 @@ moving clip of a public-domain still (``--b-still``, Grace Hopper by default). M
 Every ``--every`` minutes of training the model is saved, the evaluation clip converted with
 ``dfk convert`` defaults and measured with ``dfk evaluate``; one JSON line per snapshot: training
 minutes and steps, identity transfer, landmark NME, sharpness, background PSNR, and which frames
-trained and which were measured. ``--frames-out`` writes a before/after strip of the last snapshot.
+trained and which were measured; for a gan also ``mask_coverage``, the mean learned mask inside the
+landmark hulls of the measured frames' faces. ``--frames-out`` writes a before/after strip of the
+last snapshot.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ from deepfake_cli.media.sources import media_frames  # noqa: E402
 from deepfake_cli.media.synthetic import Still, make_clip, moving_still, write_clip  # noqa: E402
 from deepfake_cli.runtime import configure_threads  # noqa: E402
 from deepfake_cli.swap.convert import ConvertOptions, convert  # noqa: E402
+from deepfake_cli.swap.data import load_faces  # noqa: E402
+from deepfake_cli.swap.loader import load_swap_model  # noqa: E402
+from deepfake_cli.swap.quality import mask_coverage  # noqa: E402
 from deepfake_cli.swap.train import swap_config, train_swap  # noqa: E402
 
 MODES = ("self", "heldout", "cross")
@@ -119,7 +124,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     write_clip(clip_a, train_frames, fps=fps)
     write_clip(clip_eval, eval_frames, fps=fps)
     clip_b = write_clip(work / "b_train.mp4", make_clip(args.b_still, 60, (480, 360), args.seed + 2).frames)
-    for clip, faces in ((clip_a, work / "faces_a"), (clip_b, work / "faces_b")):
+    for clip, faces in ((clip_a, work / "faces_a"), (clip_b, work / "faces_b"), (clip_eval, work / "faces_eval")):
         if not (faces / "alignments.json").is_file():
             extract([clip], faces, ExtractOptions(), progress=False)
     model_dir = work / "model"
@@ -134,12 +139,17 @@ def run(args: argparse.Namespace, work: Path) -> None:
         convert(clip_eval, converted, model_dir, ConvertOptions(), progress=False)
         quality = evaluate(clip_eval, converted, work / "faces_a", work / "faces_b", progress=False)
         figures = quality.to_json()
+        model = load_swap_model(model_dir)
+        if model.kind == "gan":
+            eval_faces = load_faces(work / "faces_eval", model.size, config.data.crop, device=model.device)
+            figures["mask_coverage"] = round(mask_coverage(model, eval_faces), 4)
         print(json.dumps({
             "bench": "swap_quality", "mode": args.mode, "preset": args.preset, "overrides": args.overrides,
             "init_from": str(args.init_from) if args.init_from else None, "footage": footage.name, **held,
             "minutes": round(float(state.get("seconds", 0.0)) / 60, 2), "steps": int(state["step"]),
             **{k: figures[k] for k in ("identity_transfer", "landmark_nme", "sharpness", "background_psnr_db",
                                        "distance_to_a", "distance_to_b", "faces_found")},
+            **({"mask_coverage": figures["mask_coverage"]} if "mask_coverage" in figures else {}),
         }), flush=True)
         if args.frames_out and index == snapshots:
             before_after(clip_eval, converted, args.frames_out)
