@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import urllib.error
 from pathlib import Path
 from typing import Iterator
@@ -234,3 +235,63 @@ def test_registry_round_trip_train_save_detect(run_dfk, preset: str, extra: list
     else:
         assert scored["probability"] == pytest.approx(np.mean([s["probability"] for s in scored["sequences"]]),
                                                       abs=1e-5)
+
+
+def test_batches_reach_the_model_as_uint8_and_workers_do_not_change_the_result(faces_csv: Path,
+                                                                               tmp_path: Path) -> None:
+    from deepfake_cli.detect.data import FaceSamples, loader
+    from deepfake_cli.detect.preprocess import FrameStore
+    from deepfake_cli.detect.sequences import SequenceRef
+    from deepfake_cli.detect.tracks import FaceSource
+    from deepfake_cli.detect.config import FacesConfig
+
+    tracks, _ = FaceSource(tmp_path / "cache", FacesConfig()).labelled(read_dataset(faces_csv))
+    store = FrameStore(32, "rgb", 0.33, cache=False)
+    sequences = FaceSamples(store, tracks, [SequenceRef(0, (0, 1, 2)), SequenceRef(1, (3, 4, 5))], frame_level=False)
+    x, y = next(iter(loader(sequences, 2, torch.device("cpu"))))
+    assert x.dtype == torch.uint8 and x.shape == (2, 3, 3, 32, 32) and y.dtype == torch.float32
+    faces = FaceSamples(store, tracks, [SequenceRef(0, (0,))], frame_level=True)
+    assert next(iter(loader(faces, 1, torch.device("cpu"))))[0].shape == (1, 3, 32, 32)
+
+    reports = []
+    for k, workers in enumerate((0, 2)):
+        config = load_config(DetectConfig, "detect", "tiny_frame", None,
+                             ["train.epochs=2", f"train.workers={workers}", f"train.cache_frames={workers == 0}"])
+        reports.append(train_detector(read_dataset(faces_csv), tmp_path / f"w{k}", config, device="cpu",
+                                      progress=False))
+    assert reports[0]["val"] == reports[1]["val"] and reports[0]["threshold"] == reports[1]["threshold"]
+
+
+def test_an_epoch_syncs_with_the_host_only_at_log_intervals(faces_csv: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    from deepfake_cli.detect import trainer
+    from deepfake_cli.detect.data import FaceSamples
+    from deepfake_cli.detect.preprocess import FrameStore
+    from deepfake_cli.detect.sequences import training_sequences
+    from deepfake_cli.detect.tracks import FaceSource
+    from deepfake_cli.detect.config import FacesConfig
+
+    tracks, _ = FaceSource(tmp_path / "cache", FacesConfig()).labelled(read_dataset(faces_csv))
+    refs = training_sequences(tracks, list(range(len(tracks))), 1, 1, 8)  # 64 faces: 8 steps of 8
+    calls = {"syncs": 0}
+
+    def counting(method):  # counts reads of a tensor's value made by dfk's own code
+        def wrapper(self: torch.Tensor, *args: object) -> object:
+            if sys._getframe(1).f_globals.get("__name__", "").startswith("deepfake_cli"):
+                calls["syncs"] += 1
+            return method(self, *args)
+        return wrapper
+
+    # log_every 100: the loss guard and the mean loss are read once, at the end of the epoch;
+    # log_every 4: also after steps 4 and 8
+    for log_every, syncs in ((100, 2), (4, 6)):
+        config = load_config(DetectConfig, "detect", "tiny_frame", None,
+                             ["train.batch_size=8", f"train.log_every={log_every}"])
+        epochs = trainer._Epochs(build_model(config), config, torch.device("cpu"), seed=0)
+        samples = FaceSamples(FrameStore(32, "rgb", 0.33), tracks, refs, frame_level=True)
+        calls["syncs"] = 0
+        with monkeypatch.context() as patch:
+            for name in ("item", "__float__", "__bool__", "tolist", "numpy"):
+                patch.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
+            loss = epochs.run(samples, progress=False)
+        assert calls["syncs"] == syncs and loss > 0

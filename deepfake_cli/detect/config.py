@@ -67,6 +67,9 @@ class TrainConfig:
     test_fraction: float = 0.0  # groups held out for testing when the dataset names no test split
     flip: bool = True
     precision: str = "auto"
+    workers: int = 0  # data-loading processes (training, validation, test, detect --dataset); 0 = main process
+    cache_frames: bool = True  # keep preprocessed training/validation faces in memory (read once)
+    log_every: int = 50  # steps between progress updates, the only host syncs inside an epoch
     threshold: float | Literal["auto"] = "auto"  # auto = the EER point of the validation videos
     monitor: Literal["sequence_auc", "video_auc", "frame_auc"] = "sequence_auc"  # frame_auc: frame models
 
@@ -123,6 +126,8 @@ def validate(config: DetectConfig) -> DetectConfig:
         (config.train.threshold == "auto" or 0.0 < config.train.threshold < 1.0,
          "train.threshold must be auto or a probability between 0 and 1"),
         (config.eval.frames_per_video >= 0, "eval.frames_per_video must be 0 (all) or positive"),
+        (config.train.workers >= 0, "train.workers must be 0 (main process) or positive"),
+        (config.train.log_every >= 1, "train.log_every must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:

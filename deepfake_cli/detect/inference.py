@@ -33,9 +33,7 @@ from deepfake_cli.detect.detector import LoadedDetector, load_detector
 from deepfake_cli.detect.layouts import FAKE, LabelledInput, input_paths
 from deepfake_cli.detect.plots import plot_roc
 from deepfake_cli.detect.preprocess import FrameStore
-from deepfake_cli.detect.scoring import (
-    Scores, evaluation_windows, level_metrics, method_metrics, roc_inputs, score_windows,
-)
+from deepfake_cli.detect.scoring import evaluation_windows, level_metrics, method_metrics, roc_inputs, score_windows
 from deepfake_cli.detect.sequences import SequenceRef, evaluation_sequences
 from deepfake_cli.detect.tracks import CACHE_DIR, FaceSource, FaceTrack
 from deepfake_cli.errors import InputError
@@ -178,14 +176,11 @@ class Detector:
         if not tracks:
             raise InputError("no face found in any video of the dataset")
         seq = self.config.sequence
-        store = self._store()
-        parts: list[Scores] = []
-        for index in tqdm(range(len(tracks)), desc="score", unit="video", disable=not progress, dynamic_ncols=True):
-            windows = evaluation_windows(tracks, [index], seq.frames, seq.stride, self.config.eval.frames_per_video)
-            parts.append(score_windows(self.loaded.model, store, tracks, windows, self.device, self.dtype,
-                                       self.batch_size))
-            store.clear()
-        scores = _joined(parts)
+        windows = evaluation_windows(tracks, list(range(len(tracks))), seq.frames, seq.stride,
+                                     self.config.eval.frames_per_video)
+        store = FrameStore(seq.size, seq.input, seq.canny_sigma, cache=False)  # each face is used once
+        scores = score_windows(self.loaded.model, store, tracks, windows, self.device, self.dtype, self.batch_size,
+                               self.config.train.workers, progress)
         videos = scores.videos()
         if roc is not None:
             plot_roc(roc, roc_inputs(tracks, scores), title="ROC")
@@ -204,17 +199,6 @@ class Detector:
             for t, p in videos.items()
         ]
         return evaluation
-
-
-def _joined(parts: list[Scores]) -> Scores:
-    """One ``Scores`` of several (their windows and faces, in order)."""
-    windows = [ref for part in parts for ref in part.windows]
-    probs = np.concatenate([part.window_probs for part in parts]) if parts else np.zeros(0, np.float32)
-    if not parts or parts[0].frame_keys is None:
-        return Scores(windows, probs)
-    keys = [key for part in parts for key in part.frame_keys or []]
-    return Scores(windows, probs, keys, np.concatenate([part.frame_probs for part in parts
-                                                        if part.frame_probs is not None]))
 
 
 def annotate_video(video: str | Path, result: DetectionResult, output: str | Path, every_n: int = 1) -> Path:

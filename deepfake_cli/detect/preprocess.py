@@ -41,10 +41,11 @@ def to_tensor(batch: np.ndarray) -> torch.Tensor:
 
 
 class FrameStore:
-    """Preprocessed frames kept in memory by file path, so each face image is read once."""
+    """Preprocessed frames by file path: with ``cache`` (the default) kept in memory, so each face
+    image is read once; without, read and preprocessed on every use (bounded memory)."""
 
-    def __init__(self, size: int, mode: str, sigma: float) -> None:
-        self.size, self.mode, self.sigma = size, mode, sigma
+    def __init__(self, size: int, mode: str, sigma: float, cache: bool = True) -> None:
+        self.size, self.mode, self.sigma, self.cache = size, mode, sigma, cache
         self._frames: dict[Path, np.ndarray] = {}
 
     def get(self, path: Path) -> np.ndarray:
@@ -52,7 +53,8 @@ class FrameStore:
         frame = self._frames.get(path)
         if frame is None:
             frame = prepare_frame(read_image(path), self.size, self.mode, self.sigma)
-            self._frames[path] = frame
+            if self.cache:
+                self._frames[path] = frame
         return frame
 
     def clear(self) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from deepfake_cli.detect.data import FaceSamples, batches
 from deepfake_cli.detect.layouts import FAKE, REAL
 from deepfake_cli.detect.metrics import Values, binary_metrics, eer
 from deepfake_cli.detect.preprocess import FrameStore
@@ -29,13 +30,11 @@ from deepfake_cli.runtime import autocast
 FrameKey = tuple[int, int]  # (track index, face position in the track)
 
 
-def sequence_batch(store: FrameStore, tracks: list[FaceTrack], refs: list[SequenceRef]) -> np.ndarray:
-    """``B x T x C x H x W`` uint8 array of the given sequences."""
-    return np.stack([store.sequence([tracks[r.track].files[p] for p in r.positions]) for r in refs])
-
-
 def preload(store: FrameStore, tracks: list[FaceTrack], refs: list[SequenceRef], progress: bool = False) -> None:
-    """Read and preprocess every face the sequences use, once, with a progress bar."""
+    """Read and preprocess every face the sequences use, once, with a progress bar (a no-op for a
+    store that does not cache)."""
+    if not store.cache:
+        return
     files = list(dict.fromkeys(tracks[r.track].files[p] for r in refs for p in r.positions))
     for path in tqdm(files, desc="preprocess", unit="face", disable=not progress, dynamic_ncols=True, leave=False):
         store.get(path)
@@ -55,19 +54,21 @@ def predict(
     device: torch.device,
     dtype: torch.dtype | None = None,
     batch_size: int = 32,
+    workers: int = 0,
+    progress: bool = False,
 ) -> np.ndarray:
-    """Probability of fake for each sequence (one face each for a frame model), in the order of ``refs``."""
+    """Probability of fake for each sequence (one face each for a frame model), in the order of
+    ``refs``. Batches reach the device as uint8; the probabilities come back in one transfer."""
     model.eval()
-    frame_level = model_kind(model) == "frame"
+    samples = FaceSamples(store, tracks, refs, model_kind(model) == "frame")
     out = []
-    for i in range(0, len(refs), batch_size):
-        x = model.normalise(torch.from_numpy(sequence_batch(store, tracks, refs[i:i + batch_size])).to(device))
-        if frame_level:
-            x = x[:, 0]
+    total = math.ceil(len(samples) / batch_size)
+    for x, _ in tqdm(batches(samples, batch_size, device, workers), total=total, desc="score", unit="batch",
+                     disable=not progress, dynamic_ncols=True, leave=False):
         with autocast(device, dtype):
-            logits = model(x)
-        out.append(torch.sigmoid(logits.float()).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+            logits = model(model.normalise(x))
+        out.append(torch.sigmoid(logits.float()))
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.float32)
 
 
 @dataclass
@@ -118,12 +119,15 @@ def score_windows(
     device: torch.device,
     dtype: torch.dtype | None = None,
     batch_size: int = 32,
+    workers: int = 0,
+    progress: bool = False,
 ) -> Scores:
     """Run ``model`` over ``windows``: once per window (sequence model) or once per distinct face."""
     if model_kind(model) != "frame":
-        return Scores(windows, predict(model, store, tracks, windows, device, dtype, batch_size))
+        return Scores(windows, predict(model, store, tracks, windows, device, dtype, batch_size, workers, progress))
     keys = list(dict.fromkeys((ref.track, p) for ref in windows for p in ref.positions))
-    faces = predict(model, store, tracks, [SequenceRef(t, (p,)) for t, p in keys], device, dtype, batch_size)
+    faces = predict(model, store, tracks, [SequenceRef(t, (p,)) for t, p in keys], device, dtype, batch_size,
+                    workers, progress)
     lookup = dict(zip(keys, faces))
     window_probs = np.array([np.mean([lookup[(ref.track, p)] for p in ref.positions]) for ref in windows],
                             dtype=np.float32)

@@ -24,23 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deepfake_cli import __version__
 from deepfake_cli.checkpoint import atomic_path, write_json_atomic, write_text_atomic
 from deepfake_cli.detect.config import DetectConfig, validate
+from deepfake_cli.detect.data import FaceSamples, loader, to_device
 from deepfake_cli.detect.detector import build_model, describe, save_detector, write_state
 from deepfake_cli.detect.layouts import FAKE, REAL, LabelledInput
 from deepfake_cli.detect.metrics import summarize_folds
-from deepfake_cli.detect.models import apply_weights, architecture, initial_weights
+from deepfake_cli.detect.models import DetectorNet, apply_weights, architecture, initial_weights
 from deepfake_cli.detect.plots import plot_history, plot_roc
 from deepfake_cli.detect.preprocess import FrameStore
 from deepfake_cli.detect.report import csv_text
 from deepfake_cli.detect.scoring import (
     Scores, eer_threshold, evaluation_windows, level_metrics, method_metrics, preload, roc_inputs, score_windows,
-    sequence_batch,
 )
 from deepfake_cli.detect.sequences import SequenceRef, training_sequences
 from deepfake_cli.detect.splits import Partition, kfold_splits, plan_split
@@ -137,52 +137,67 @@ class _Keeper:
 
 
 class _Epochs:
-    """The optimisation loop of one fit: batches, augmentation, non-finite guard."""
+    """The optimisation loop of one fit: a shuffled DataLoader, augmentation and normalisation on
+    the device, and a non-finite guard that syncs with the host only every ``train.log_every``
+    steps and at the end of the epoch."""
 
-    def __init__(self, model: torch.nn.Module, config: DetectConfig, device: torch.device, seed: int) -> None:
+    def __init__(self, model: DetectorNet, config: DetectConfig, device: torch.device, seed: int) -> None:
         self.model = model
         self.config = config
         self.device = device
         self.dtype = autocast_dtype(device, config.train.precision)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
-                                           weight_decay=config.train.weight_decay)
+                                           weight_decay=config.train.weight_decay, fused=device.type == "cuda")
         self.loss = torch.nn.BCEWithLogitsLoss()
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)  # fp16 only
-        self.rng = np.random.default_rng(seed)
+        self.flips = torch.Generator(device=device).manual_seed(seed)
+        self.seed = seed
+        self.batches: DataLoader | None = None
         self.bad_steps = 0
 
-    def run(self, store: FrameStore, tracks: list[FaceTrack], refs: list[SequenceRef], progress: bool) -> float:
-        """One epoch over ``refs`` in a fresh random order; returns the mean training loss."""
+    def _check(self, bad: torch.Tensor) -> None:
+        """Raise once non-finite losses have corrupted training (a host sync)."""
+        self.bad_steps += int(bad.item())
+        bad.zero_()
+        # Without a GradScaler a non-finite loss already poisoned the weights; with one (fp16) the
+        # scaler skipped those steps, so a few are tolerated.
+        limit = MAX_BAD_STEPS if self.scaler.is_enabled() else 0
+        if self.bad_steps > limit:
+            raise TrainingError(f"loss was not finite {self.bad_steps} times; lower train.lr or use "
+                                "train.precision fp32")
+
+    def run(self, samples: FaceSamples, progress: bool) -> float:
+        """One epoch over ``samples`` in a fresh seeded order; returns the mean training loss."""
+        if self.batches is None:  # built once: its workers persist across epochs
+            self.batches = loader(samples, self.config.train.batch_size, self.device, self.config.train.workers,
+                                  shuffle=True, seed=self.seed)
         self.model.train()
-        size = self.config.train.batch_size
-        frame_level = architecture(self.config.model.name).kind == "frame"
-        order = self.rng.permutation(len(refs))
-        losses = []
-        batches = range(0, len(refs), size)
-        for start in tqdm(batches, desc="batches", leave=False, disable=not progress, dynamic_ncols=True):
-            chunk = [refs[i] for i in order[start:start + size]]
-            x = torch.from_numpy(sequence_batch(store, tracks, chunk))
-            if frame_level:
-                x = x[:, 0]
+        total = torch.zeros((), device=self.device)
+        count = 0
+        bad = torch.zeros((), dtype=torch.int64, device=self.device)
+        every = self.config.train.log_every
+        bar = tqdm(self.batches, desc="batches", leave=False, disable=not progress, dynamic_ncols=True)
+        for step, batch in enumerate(bar, start=1):
+            x, y = to_device(batch, self.device)
             if self.config.train.flip:
-                mirror = torch.from_numpy(self.rng.random(len(chunk)) < 0.5)
-                x[mirror] = x[mirror].flip(-1)
-            y = torch.tensor([float(tracks[r.track].label == FAKE) for r in chunk])
-            x, y = self.model.normalise(x.to(self.device)), y.to(self.device)
+                mirror = torch.rand(x.shape[0], device=self.device, generator=self.flips) < 0.5
+                x = torch.where(mirror.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
             with autocast(self.device, self.dtype):
-                logits = self.model(x)
+                logits = self.model(self.model.normalise(x))
             loss = self.loss(logits.float(), y)
-            if not torch.isfinite(loss):
-                self.bad_steps += 1
-                if self.bad_steps > MAX_BAD_STEPS:
-                    raise TrainingError(f"loss was not finite {self.bad_steps} times; lower train.lr")
-                continue
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            losses.append(loss.item())
-        return float(np.mean(losses)) if losses else math.nan
+            value = loss.detach()
+            bad += (~torch.isfinite(value)).long()
+            total += torch.nan_to_num(value, nan=0.0, posinf=0.0) * x.shape[0]
+            count += x.shape[0]
+            if step % every == 0:
+                self._check(bad)
+                bar.set_postfix(loss=f"{float(total) / count:.3f}")
+        self._check(bad)
+        return float(total) / count if count else math.nan
 
 
 def fit(
@@ -204,7 +219,8 @@ def fit(
     started = time.perf_counter()
     seq, train = config.sequence, config.train
     window = (seq.frames, seq.stride, config.eval.frames_per_video)
-    sample = (1, 1) if architecture(config.model.name).kind == "frame" else (seq.frames, seq.stride)
+    frame_level = architecture(config.model.name).kind == "frame"
+    sample = (1, 1) if frame_level else (seq.frames, seq.stride)
     train_refs = training_sequences(tracks, partition.train, *sample, seq.train_per_video)
     val_refs = evaluation_windows(tracks, partition.val, *window)
     test_refs = evaluation_windows(tracks, partition.test, *window)
@@ -222,10 +238,11 @@ def fit(
     best: FitResult | None = None
     keeper = _Keeper(train.min_delta)
     bar = tqdm(range(1, train.epochs + 1), desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True)
+    train_samples = FaceSamples(store, tracks, train_refs, frame_level)
     for epoch in bar:
         tick = time.perf_counter()
-        train_loss = epochs.run(store, tracks, train_refs, progress)
-        scores = score_windows(model, store, tracks, val_refs, device, epochs.dtype, batch)
+        train_loss = epochs.run(train_samples, progress)
+        scores = score_windows(model, store, tracks, val_refs, device, epochs.dtype, batch, train.workers)
         levels = level_metrics(tracks, scores, 0.5)  # only threshold-free numbers are used here
         history.append({
             "epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": levels["sequence"]["log_loss"],
@@ -250,7 +267,7 @@ def fit(
     if test_refs:  # scored once, with the kept weights and the validation threshold; it picks nothing
         model.load_state_dict(best.best_state)
         preload(store, tracks, test_refs, progress)
-        best.test_scores = score_windows(model, store, tracks, test_refs, device, epochs.dtype, batch)
+        best.test_scores = score_windows(model, store, tracks, test_refs, device, epochs.dtype, batch, train.workers)
         best.test = level_metrics(tracks, best.test_scores, best.threshold)
         per_method = method_metrics(tracks, best.test_scores, best.threshold)
         if per_method:
@@ -311,7 +328,8 @@ def train_detector(
     labels = {t.label for t in tracks}
     if labels != {REAL, FAKE}:
         raise InputError(f"after face extraction no {'real' if REAL not in labels else 'fake'} video has a face")
-    store = FrameStore(config.sequence.size, config.sequence.input, config.sequence.canny_sigma)
+    store = FrameStore(config.sequence.size, config.sequence.input, config.sequence.canny_sigma,
+                       cache=config.train.cache_frames)
     partition = plan_split(tracks, config.train.val_fraction, config.train.test_fraction, seed)
     report: dict[str, Any] = {
         "tool": f"dfk {__version__}",

@@ -1,0 +1,68 @@
+"""The detector's data path: a torch ``Dataset`` of uint8 face samples and its ``DataLoader``.
+
+Samples stay uint8 all the way to the device (a quarter of float32's bytes over the bus): on CUDA
+the loader pins its batches and they are copied with ``non_blocking=True``, then the model
+normalises them there (``DetectorNet.normalise``). Loading and preprocessing (PNG decode, resize,
+Canny) run in ``train.workers`` worker processes; with ``train.cache_frames`` the faces are
+preprocessed once in the main process before the workers start, and the workers read that cache.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from deepfake_cli.detect.layouts import FAKE
+from deepfake_cli.detect.preprocess import FrameStore
+from deepfake_cli.detect.sequences import SequenceRef
+from deepfake_cli.detect.tracks import FaceTrack
+
+
+class FaceSamples(Dataset):
+    """One sample per ref: ``T x C x H x W`` uint8 faces (``C x H x W`` for a frame model, whose
+    refs hold one position) and the label as float32 (1 fake, 0 real, -1 unknown)."""
+
+    def __init__(self, store: FrameStore, tracks: list[FaceTrack], refs: list[SequenceRef], frame_level: bool) -> None:
+        self.store, self.tracks, self.refs, self.frame_level = store, tracks, refs, frame_level
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ref = self.refs[index]
+        track = self.tracks[ref.track]
+        if self.frame_level:
+            faces = self.store.get(track.files[ref.positions[0]])
+        else:
+            faces = self.store.sequence([track.files[p] for p in ref.positions])
+        label = -1.0 if track.label is None else float(track.label == FAKE)
+        return torch.from_numpy(faces), torch.tensor(label, dtype=torch.float32)
+
+
+def loader(samples: FaceSamples, batch_size: int, device: torch.device, workers: int = 0,
+           shuffle: bool = False, seed: int = 0) -> DataLoader:
+    """Batches of ``samples`` (a seeded shuffle when ``shuffle``: the order does not depend on
+    ``workers``), pinned for a CUDA ``device``; a shuffled loader keeps its workers across epochs.
+    ``workers`` is capped at the CPUs this process may use."""
+    workers = min(workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(samples, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      num_workers=workers, pin_memory=device.type == "cuda",
+                      persistent_workers=workers > 0 and shuffle, prefetch_factor=4 if workers > 0 else None)
+
+
+def to_device(batch: tuple[torch.Tensor, torch.Tensor],
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch on ``device``, still uint8 (asynchronous from pinned memory on CUDA)."""
+    x, y = batch
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def batches(samples: FaceSamples, batch_size: int, device: torch.device,
+            workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every batch of ``samples`` in order, already on ``device``."""
+    for batch in loader(samples, batch_size, device, workers):
+        yield to_device(batch, device)
