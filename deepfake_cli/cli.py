@@ -21,6 +21,7 @@ from deepfake_cli.errors import DfkError
 # Modules are imported only when their command runs, so `dfk --help` starts fast.
 COMMANDS = {
     "extract": ("extract", "extract", "Find, landmark and align faces (PNGs + alignments.json)."),
+    "sort": ("sort", "sort", "Sort extracted faces: main person, blurry, misaligned, near-duplicates."),
     "train-swap": ("train_swap", "train_swap", "Train a face-swap model on two face sets (resumable)."),
     "convert": ("convert", "convert", "Swap faces in a video, image or folder with a trained model."),
     "train-detect": ("train_detect", "train_detect", "Train a deepfake detector (ConvLSTM, EfficientNet, ...)."),
@@ -62,7 +63,7 @@ def dfk(ctx: click.Context, device: str, seed: int, debug: bool, verbose: int, q
     """dfk: make face-swap deepfakes and detect them.
 
     \b
-    Pipeline: extract -> train-swap -> convert; train-detect -> detect.
+    Pipeline: extract -> sort -> train-swap -> convert; train-detect -> detect.
     Try `dfk demo -o runs/demo --quick` to see every stage work offline.
     """
     ctx.obj = Settings(device=device, seed=seed, debug=debug, verbosity=-1 if quiet else verbose)

@@ -151,6 +151,15 @@ def load_alignments(path: str | Path) -> Alignments:
         raise InputError(f"malformed alignments header ({exc})", str(file)) from None
 
 
+def split_missing(alignments: Alignments, folder: str | Path) -> tuple[list[FaceRecord], list[FaceRecord]]:
+    """The records whose PNG is in ``folder`` and those whose PNG is not (deleted by hand, or moved
+    to ``rejected/`` by ``dfk sort``)."""
+    present, missing = [], []
+    for record in alignments.faces:
+        (present if (Path(folder) / record.file).is_file() else missing).append(record)
+    return present, missing
+
+
 def save_alignments(path: str | Path, alignments: Alignments) -> None:
     """Write an alignments file atomically."""
     write_json_atomic(path, alignments.to_json())

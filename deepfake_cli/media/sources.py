@@ -60,12 +60,23 @@ def iter_frames(source: Path, every_n: int = 1) -> Iterator[tuple[int, np.ndarra
             yield index, frame
 
 
+def _extract_faces(folder: Path) -> list[Path]:
+    """The face PNGs an extract folder's ``alignments.json`` lists and that are there (so faces
+    ``dfk sort`` moved to ``rejected/``, and its contact sheets, are left out); [] for other paths."""
+    from deepfake_cli.media.alignments import ALIGNMENTS_FILE, load_alignments, split_missing
+
+    if not (folder.is_dir() and (folder / ALIGNMENTS_FILE).is_file()):
+        return []
+    return [folder / record.file for record in split_missing(load_alignments(folder), folder)[0]]
+
+
 def media_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Frames of a video, an image, or every image/video in a folder (sorted), in order.
+    """Frames of a video, an image, or every image/video in a folder (sorted), in order; of an
+    extract folder, its listed faces.
 
     With ``max_frames``, videos are subsampled evenly so at most about that many frames come out.
     """
-    sources = collect_sources([path])
+    sources = _extract_faces(Path(path)) or collect_sources([path])
     total = sum(estimated_frames(s) for s in sources)
     every_n = max(1, -(-total // max_frames)) if max_frames and total else 1
     for source in sources:

@@ -32,7 +32,7 @@ from deepfake_cli.faces import BACKENDS, FaceBackend, create_backend
 from deepfake_cli.faces.blend import BLEND_METHODS
 from deepfake_cli.faces.color import COLOR_METHODS
 from deepfake_cli.faces.masks import MASK_KINDS, MaskShape
-from deepfake_cli.media.alignments import load_alignments
+from deepfake_cli.media.alignments import Alignments, load_alignments, split_missing
 from deepfake_cli.media.images import is_image, read_image
 from deepfake_cli.media.sources import collect_sources, estimated_frames
 from deepfake_cli.media.video import ENCODER_PRESETS, VideoReader, VideoWriter, is_video
@@ -200,6 +200,19 @@ def _plan(input_path: Path, output: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def _listed_faces(path: Path) -> Alignments:
+    """The alignments file at ``path`` (a file or its folder) without the records whose face PNG is
+    gone from its folder (deleted by hand, or moved to rejected/ by dfk sort). When none of the
+    PNGs is there (the file was copied on its own), every record is used."""
+    alignments = load_alignments(path)
+    present, missing = split_missing(alignments, path if path.is_dir() else path.parent)
+    if missing and present:
+        log.info("%s: skipping %d listed faces whose PNG is gone (deleted, or moved by dfk sort)", path,
+                 len(missing))
+        alignments.faces = present
+    return alignments
+
+
 class _Run:
     """One convert run: the model, the face locator and the swapper shared by every source."""
 
@@ -208,7 +221,7 @@ class _Run:
         self.options = options
         self.swapper = FrameSwapper(model, options.direction, options.blend_settings(model.kind), device)
         if options.alignments:
-            self.stored: StoredLocator | None = StoredLocator(load_alignments(options.alignments))
+            self.stored: StoredLocator | None = StoredLocator(_listed_faces(Path(options.alignments)))
             self.locator: FaceLocator = self.stored
         else:
             self.stored = None

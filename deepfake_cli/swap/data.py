@@ -18,8 +18,9 @@ import torch
 from deepfake_cli.errors import InputError
 from deepfake_cli.faces.masks import erode_mask, hull_mask
 from deepfake_cli.faces.smoothing import inter_ocular_distance
-from deepfake_cli.media.alignments import ALIGNMENTS_FILE, Alignments, FaceRecord, load_alignments
+from deepfake_cli.media.alignments import ALIGNMENTS_FILE, Alignments, FaceRecord, load_alignments, split_missing
 from deepfake_cli.media.images import is_image, read_image
+from deepfake_cli.sort import is_sort_output
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,11 @@ def region_weights(landmarks: np.ndarray, size: int, eye: float, mouth: float,
 
 
 def _face_files(folder: Path) -> list[Path]:
+    """The face images directly in ``folder`` (not in subfolders such as dfk sort's ``rejected/``,
+    and not sort's contact sheets)."""
     if not folder.is_dir():
         raise InputError("face folder not found", str(folder))
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image(p))
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image(p) and not is_sort_output(p))
 
 
 def _prepare(path: Path, size: int, crop: float) -> tuple[np.ndarray, np.ndarray, int]:
@@ -120,6 +123,11 @@ def load_faces(folder: str | Path, size: int, crop: float = 1.0, eye: float = 3.
     records: dict[str, FaceRecord] = {r.file: r for r in alignments.faces} if alignments else {}
     if alignments is None:
         log.warning("%s has no %s: training without eye/mouth loss weighting", folder, ALIGNMENTS_FILE)
+    else:
+        missing = split_missing(alignments, folder)[1]
+        if missing:
+            log.info("%s: skipping %d listed faces whose PNG is gone (deleted, or moved by dfk sort)", folder,
+                     len(missing))
     images, weights, hulls = [], [], []
     for path in files:
         image, to_model, file_width = _prepare(path, size, crop)

@@ -1,0 +1,390 @@
+"""``dfk sort``: clean an extract folder — the right person, sharp, well aligned, no near-copies.
+
+For every face listed in ``alignments.json`` whose PNG is still in the folder, ``sort_faces``
+measures:
+
+* **identity**: dlib's 128-D descriptor, computed on the aligned PNG with the record's landmarks
+  (brought into the PNG's pixels); faces are clustered by ``cluster_descriptors`` (greedy leader
+  clustering at ``same_person`` = 0.6, dlib's same-person distance, then centroid merging and one
+  reassignment pass: deterministic for a given file order). Clusters are numbered by size, so
+  cluster 0 is the main person; ``person`` picks another one to keep.
+* **blur**: variance of the Laplacian inside the landmark hull, divided by the median of the face's
+  cluster (a person's footage shares a resolution; faces of other people are judged among themselves).
+  1.0 is typical, a face well below ``min_blur`` is ``blurry``.
+* **fit**: RMS distance of the aligned inner landmarks (17-67) to the mean-face template, in units
+  of the template's width (frontal faces measure 0.02-0.04); above ``max_fit`` is ``misaligned``
+  (bad landmarks, or a head turned too far for the template).
+* **near-duplicates**: a face whose descriptor is within ``dup_distance`` and whose 32 px grey
+  thumbnail differs by less than ``dup_pixels`` (mean absolute, 0-255) from a face kept earlier
+  (alignments order) is a ``duplicate`` of it.
+
+Each face gets one verdict, the first of other_person, misaligned, blurry, duplicate that applies,
+else ``keep``. Results go to ``sort.json`` and one contact sheet per cluster
+(``sort_cluster_<k>.png``); ``apply`` moves rejects into ``rejected/<reason>/`` and rewrites
+``alignments.json`` without them. Records whose PNG is gone (deleted by hand) are always dropped
+from ``alignments.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from deepfake_cli.checkpoint import write_json_atomic
+from deepfake_cli.errors import ConfigError, InputError, NoFaceError
+from deepfake_cli.faces.align import INNER, template_points
+from deepfake_cli.faces.masks import hull_mask
+from deepfake_cli.media.alignments import (ALIGNMENTS_FILE, Alignments, FaceRecord, load_alignments, save_alignments,
+                                          split_missing)
+from deepfake_cli.media.images import is_image, read_image, write_image
+
+log = logging.getLogger(__name__)
+
+SORT_FILE = "sort.json"
+REJECTED_DIR = "rejected"
+SHEET_PREFIX = "sort_cluster_"
+REASONS = ("other_person", "misaligned", "blurry", "duplicate")
+KEEP = "keep"
+THUMB_PX = 32  # grey thumbnail side for the pixel distance of near-duplicates
+SHEET_THUMB = 96
+SHEET_COLUMNS = 10
+SHEET_MAX_FACES = 150
+SHEET_HEADER = 30
+_COLOURS = {KEEP: (40, 180, 60), "other_person": (150, 150, 150), "misaligned": (230, 140, 20),
+            "blurry": (60, 120, 230), "duplicate": (200, 60, 200)}
+
+
+def is_sort_output(path: Path) -> bool:
+    """Whether ``path`` is a contact sheet ``dfk sort`` wrote (not a face)."""
+    return path.name.startswith(SHEET_PREFIX) and path.suffix.lower() == ".png"
+
+
+@dataclass
+class SortOptions:
+    """Thresholds of ``dfk sort``."""
+
+    same_person: float = 0.6
+    person: int = 0
+    min_blur: float = 0.3
+    max_fit: float = 0.1
+    dup_distance: float = 0.05
+    dup_pixels: float = 2.0
+    apply: bool = False
+
+    def check(self) -> None:
+        """Reject out-of-range values with a clear message."""
+        for name, value in (("--same-person", self.same_person), ("--max-fit", self.max_fit)):
+            if value <= 0:
+                raise ConfigError(f"{name} must be > 0; got {value}")
+        for name, value in (("--min-blur", self.min_blur), ("--dup-distance", self.dup_distance),
+                            ("--dup-pixels", self.dup_pixels)):
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 turns the check off); got {value}")
+        if self.person < 0:
+            raise ConfigError(f"--person must be a cluster number >= 0; got {self.person}")
+
+
+@dataclass
+class FaceScore:
+    """What sort measured for one face, and its verdict."""
+
+    record: FaceRecord
+    descriptor: np.ndarray
+    sharpness: float
+    fit: float
+    thumb: np.ndarray
+    cluster: int = -1
+    blur: float = 1.0
+    duplicate_of: str | None = None
+    verdict: str = KEEP
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.record.file, "cluster": self.cluster, "blur": round(self.blur, 4),
+                "fit": round(self.fit, 4), "duplicate_of": self.duplicate_of, "verdict": self.verdict}
+
+
+@dataclass
+class SortSummary:
+    """What one sort run found and did."""
+
+    folder: Path
+    faces: list[FaceScore] = field(default_factory=list)
+    clusters: list[int] = field(default_factory=list)  # faces per cluster, cluster 0 first
+    person: int = 0
+    missing: int = 0
+    unlisted: int = 0
+    applied: bool = False
+    sheets: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        """Faces per verdict (keep first, then each reject reason)."""
+        return {name: sum(f.verdict == name for f in self.faces) for name in (KEEP, *REASONS)}
+
+    def lines(self) -> list[str]:
+        """The terminal summary."""
+        counts = self.counts()
+        rejects = len(self.faces) - counts[KEEP]
+        sizes = ", ".join(f"{k}: {n}" for k, n in enumerate(self.clusters))
+        which = "main person" if self.person == 0 else "kept person"
+        lines = [f"sort: {len(self.faces)} faces in {len(self.clusters)} identity clusters ({sizes}); "
+                 f"{which}: cluster {self.person} in {self.seconds:.1f}s",
+                 "  " + ", ".join(f"{name} {n}" for name, n in counts.items())]
+        if self.missing:
+            lines.append(f"  dropped {self.missing} face{'s' if self.missing != 1 else ''} from {ALIGNMENTS_FILE}: "
+                         "PNG deleted")
+        if self.unlisted:
+            lines.append(f"  {self.unlisted} PNGs are not listed in {ALIGNMENTS_FILE} and were left alone")
+        if self.applied:
+            lines.append(f"  moved {rejects} rejects into {self.folder / REJECTED_DIR}/<reason>/ and rewrote "
+                         f"{ALIGNMENTS_FILE}")
+        elif rejects:
+            lines.append(f"  run again with --apply to move the {rejects} rejects into {self.folder / REJECTED_DIR}/")
+        lines.append(f"  -> {self.folder / SORT_FILE}; contact sheets {SHEET_PREFIX}<k>.png")
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "faces": [f.to_json() for f in self.faces],
+            "clusters": [{"cluster": k, "faces": n, "kept": k == self.person,
+                          "contact_sheet": f"{SHEET_PREFIX}{k}.png"} for k, n in enumerate(self.clusters)],
+            "person": self.person,
+            "counts": self.counts(),
+            "missing_dropped": self.missing,
+            "applied": self.applied,
+        }
+
+
+def cluster_descriptors(descriptors: np.ndarray, threshold: float) -> np.ndarray:
+    """Cluster labels of ``descriptors`` (N x D): 0 is the largest cluster (ties: first seen).
+
+    Greedy leader clustering (a face joins the nearest cluster centroid within ``threshold``, else
+    starts one), then clusters whose centroids are within ``threshold`` merge (nearest pair first),
+    then every face moves to its nearest centroid once. Deterministic for a given order.
+    """
+    count = len(descriptors)
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    labels = np.full(count, -1, dtype=np.int64)
+    sums: list[np.ndarray] = []
+    sizes: list[int] = []
+    for i, vector in enumerate(descriptors):
+        if sums:
+            centroids = np.stack(sums) / np.asarray(sizes, dtype=np.float64)[:, None]
+            distances = np.linalg.norm(centroids - vector, axis=1)
+            nearest = int(distances.argmin())
+            if distances[nearest] < threshold:
+                labels[i] = nearest
+                sums[nearest] = sums[nearest] + vector
+                sizes[nearest] += 1
+                continue
+        labels[i] = len(sums)
+        sums.append(np.asarray(vector, dtype=np.float64).copy())
+        sizes.append(1)
+    while len(sums) > 1:
+        centroids = np.stack(sums) / np.asarray(sizes, dtype=np.float64)[:, None]
+        pair = np.linalg.norm(centroids[:, None] - centroids[None], axis=2)
+        np.fill_diagonal(pair, np.inf)
+        a, b = np.unravel_index(int(pair.argmin()), pair.shape)
+        if pair[a, b] >= threshold:
+            break
+        keep, gone = min(a, b), max(a, b)
+        sums[keep], sizes[keep] = sums[keep] + sums[gone], sizes[keep] + sizes[gone]
+        del sums[gone], sizes[gone]
+        labels[labels == gone] = keep
+        labels[labels > gone] -= 1
+    centroids = np.stack(sums) / np.asarray(sizes, dtype=np.float64)[:, None]
+    labels = np.linalg.norm(descriptors[:, None] - centroids[None], axis=2).argmin(axis=1)
+    present = sorted(set(labels.tolist()), key=lambda k: (-int((labels == k).sum()), int(np.argmax(labels == k))))
+    renumber = {old: new for new, old in enumerate(present)}
+    return np.array([renumber[int(k)] for k in labels], dtype=np.int64)
+
+
+def _points(record: FaceRecord, width: int, coverage: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The record's landmarks in the PNG's pixels, the 68 points given to dlib (the template's
+    when the record has only 5) and the template points they are fitted to."""
+    points = record.aligned_landmarks() * (width / record.size)
+    template = template_points(width, coverage, count=68 if record.has_68 else 5)
+    return points, points if record.has_68 else template_points(width, coverage), template
+
+
+def _fit(points: np.ndarray, template: np.ndarray, width: int, coverage: float) -> float:
+    """RMS landmark distance to the template (inner 51 points of 68) over the template's width."""
+    if len(points) == 68:
+        points, template = points[INNER], template[INNER]
+    return float(np.sqrt(((points - template) ** 2).sum(axis=1).mean()) / (width * coverage))
+
+
+def _sharpness(grey: np.ndarray, points68: np.ndarray) -> float:
+    """Variance of the Laplacian of ``grey`` inside the landmark hull."""
+    region = hull_mask(points68, grey.shape) > 0
+    values = cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F, ksize=1)[region]
+    return float(values.var()) if values.size > 1 else 0.0
+
+
+def score_face(image: np.ndarray, record: FaceRecord, coverage: float) -> FaceScore:
+    """Descriptor, sharpness, fit and thumbnail of one aligned face (RGB uint8)."""
+    from deepfake_cli.faces.base import DetectedFace
+    from deepfake_cli.faces.identity import face_descriptor
+
+    width = image.shape[1]
+    points, points68, template = _points(record, width, coverage)
+    box = np.concatenate([points68.min(axis=0), points68.max(axis=0)])
+    descriptor = face_descriptor(image, DetectedFace(bbox=box, score=1.0, landmarks=points68))
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    thumb = cv2.resize(grey, (THUMB_PX, THUMB_PX), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return FaceScore(record, descriptor, _sharpness(grey, points68), _fit(points, template, width, coverage), thumb)
+
+
+def judge(faces: list[FaceScore], options: SortOptions) -> list[int]:
+    """Set cluster, relative blur, duplicate and verdict of every face (in order); the cluster sizes."""
+    labels = cluster_descriptors(np.stack([f.descriptor for f in faces]), options.same_person)
+    sizes = np.bincount(labels).tolist()
+    for face, label in zip(faces, labels, strict=True):
+        face.cluster = int(label)
+    for k in range(len(sizes)):
+        members = [f for f in faces if f.cluster == k]
+        median = float(np.median([f.sharpness for f in members]))
+        for face in members:
+            face.blur = face.sharpness / median if median > 0 else 1.0
+    kept: list[FaceScore] = []
+    for face in faces:
+        face.duplicate_of = None
+        if face.cluster != options.person:
+            face.verdict = "other_person"
+        elif face.fit > options.max_fit:
+            face.verdict = "misaligned"
+        elif face.blur < options.min_blur:
+            face.verdict = "blurry"
+        else:
+            face.duplicate_of = _duplicate_of(face, kept, options)
+            face.verdict = "duplicate" if face.duplicate_of else KEEP
+            if face.verdict == KEEP:
+                kept.append(face)
+    return sizes
+
+
+def _duplicate_of(face: FaceScore, kept: list[FaceScore], options: SortOptions) -> str | None:
+    if not kept or options.dup_distance <= 0 or options.dup_pixels <= 0:
+        return None
+    distances = np.linalg.norm(np.stack([k.descriptor for k in kept]) - face.descriptor, axis=1)
+    best: tuple[float, str] | None = None
+    for index in np.flatnonzero(distances < options.dup_distance):
+        pixels = float(np.abs(kept[index].thumb - face.thumb).mean())
+        if pixels < options.dup_pixels and (best is None or pixels < best[0]):
+            best = (pixels, kept[index].record.file)
+    return best[1] if best else None
+
+
+def contact_sheet(images: list[np.ndarray], verdicts: list[str], title: str) -> np.ndarray:
+    """A grid of thumbnails (RGB uint8), each framed in its verdict's colour and labelled if rejected."""
+    columns = max(1, min(SHEET_COLUMNS, len(images)))
+    rows = max(1, -(-len(images) // columns))
+    cell = SHEET_THUMB + 4
+    sheet = np.full((SHEET_HEADER + rows * cell, max(columns * cell, 360), 3), 255, dtype=np.uint8)
+    cv2.putText(sheet, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, (image, verdict) in enumerate(zip(images, verdicts, strict=True)):
+        y, x = SHEET_HEADER + (i // columns) * cell, (i % columns) * cell
+        sheet[y:y + cell, x:x + cell] = _COLOURS[verdict]
+        thumb = cv2.resize(image, (SHEET_THUMB, SHEET_THUMB), interpolation=cv2.INTER_AREA)
+        sheet[y + 2:y + 2 + SHEET_THUMB, x + 2:x + 2 + SHEET_THUMB] = thumb
+        if verdict != KEEP:
+            label = verdict.replace("other_person", "other").replace("misaligned", "fit")
+            cv2.rectangle(sheet, (x + 2, y + cell - 16), (x + cell - 3, y + cell - 3), (0, 0, 0), -1)
+            cv2.putText(sheet, label, (x + 5, y + cell - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+    return sheet
+
+
+def _write_sheets(folder: Path, faces: list[FaceScore], sizes: list[int], person: int) -> list[Path]:
+    """One contact sheet per cluster (at most ``SHEET_MAX_FACES`` faces, evenly sampled); stale
+    sheets of an earlier run with more clusters are removed."""
+    written = []
+    for k, size in enumerate(sizes):
+        members = [f for f in faces if f.cluster == k]
+        shown = [members[int(i)] for i in np.linspace(0, len(members) - 1, min(len(members), SHEET_MAX_FACES))]
+        kept = sum(f.verdict == KEEP for f in members)
+        role = "kept person" if k == person else "other person"
+        title = f"cluster {k} ({role}): {size} faces, {kept} kept"
+        if len(shown) < len(members):
+            title += f" - showing {len(shown)}"
+        images = [read_image(folder / f.record.file) for f in shown]
+        path = folder / f"{SHEET_PREFIX}{k}.png"
+        write_image(path, contact_sheet(images, [f.verdict for f in shown], title))
+        written.append(path)
+    for stale in folder.glob(f"{SHEET_PREFIX}*.png"):
+        if stale not in written:
+            stale.unlink()
+    return written
+
+
+def _without(alignments: Alignments, gone: set[str]) -> Alignments:
+    """The alignments without the records of the files in ``gone`` (per-source face counts updated)."""
+    faces = [r for r in alignments.faces if r.file not in gone]
+    sources = {key: dict(value) for key, value in alignments.sources.items()}
+    for key, value in sources.items():
+        value["faces"] = sum(r.source == key for r in faces)
+    return Alignments(detector=alignments.detector, size=alignments.size, coverage=alignments.coverage,
+                      sources=sources, faces=faces)
+
+
+def _apply(folder: Path, faces: list[FaceScore], alignments: Alignments) -> None:
+    """Move rejects into ``rejected/<reason>/``, then rewrite the alignments without them.
+
+    Files move first: if the run stops in between, the next sort drops the records whose PNG is gone.
+    """
+    rejects = [f for f in faces if f.verdict != KEEP]
+    for face in rejects:
+        target = folder / REJECTED_DIR / face.verdict / face.record.file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(folder / face.record.file, target)
+    save_alignments(folder / ALIGNMENTS_FILE, _without(alignments, {f.record.file for f in rejects}))
+
+
+def sort_faces(folder: str | Path, options: SortOptions | None = None, progress: bool = True) -> SortSummary:
+    """Sort the faces of an extract folder; see the module docstring."""
+    options = options or SortOptions()
+    options.check()
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError("face folder not found", str(folder))
+    if not folder.is_dir():
+        raise InputError("not a folder: dfk sort takes an extract output folder", str(folder))
+    if not (folder / ALIGNMENTS_FILE).is_file():
+        raise InputError(f"no {ALIGNMENTS_FILE} here: dfk sort needs an extract output folder "
+                         "(dfk extract ... -o FOLDER)", str(folder))
+    started = time.perf_counter()
+    alignments = load_alignments(folder)
+    summary = SortSummary(folder=folder, person=options.person)
+    gone = {r.file for r in split_missing(alignments, folder)[1]}
+    if gone:
+        summary.missing = len(gone)
+        alignments = _without(alignments, gone)
+        save_alignments(folder / ALIGNMENTS_FILE, alignments)
+        log.info("dropped %d faces from %s whose PNG was deleted", len(gone), ALIGNMENTS_FILE)
+    listed = {r.file for r in alignments.faces}
+    summary.unlisted = sum(1 for p in folder.iterdir()
+                           if p.is_file() and is_image(p) and p.name not in listed and not is_sort_output(p))
+    if not alignments.faces:
+        raise NoFaceError(f"{ALIGNMENTS_FILE} lists no face whose PNG is here", str(folder))
+    for record in tqdm(alignments.faces, unit="face", disable=not progress, dynamic_ncols=True, desc="sort"):
+        summary.faces.append(score_face(read_image(folder / record.file), record, alignments.coverage))
+    summary.clusters = judge(summary.faces, options)
+    if options.person >= len(summary.clusters):
+        raise ConfigError(f"--person {options.person}: there are only {len(summary.clusters)} clusters "
+                          f"(0..{len(summary.clusters) - 1})")
+    summary.sheets = _write_sheets(folder, summary.faces, summary.clusters, options.person)
+    if options.apply:
+        _apply(folder, summary.faces, alignments)
+        summary.applied = True
+    summary.seconds = time.perf_counter() - started
+    write_json_atomic(folder / SORT_FILE, summary.to_json())
+    return summary
