@@ -29,8 +29,12 @@ from deepfake_cli.swap.convert_faces import REDETECT_EVERY
               help="Search the whole frame for faces every N frames and follow the face in between "
                    "(1 searches every whole frame; not used with --alignments).")
 @click.option("--mask", type=click.Choice(MASK_KINDS), default=None,
-              help="Blend mask: learned (gan models), hull of the landmarks, or combined "
-                   "[default: learned for gan models, else hull].")
+              help="Blend mask: learned (gan models), hull of the landmarks, combined (their product), or "
+                   "occlusion (the hull minus whatever a face parser sees covering the face: hands, hair, "
+                   "glasses; needs --parser-weights) [default: learned for gan models, else hull].")
+@click.option("--parser-weights", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Face-parsing weights for --mask occlusion: a BiSeNet CelebAMask-HQ state dict "
+                   "(79999_iter.pth).")
 @click.option("--erode", type=float, default=None, metavar="PX",
               help="Shrink the mask by PX pixels (negative grows it) [default: 12% of the eye distance].")
 @click.option("--blur", type=float, default=None, metavar="PX",
@@ -59,7 +63,8 @@ from deepfake_cli.swap.convert_faces import REDETECT_EVERY
 @device_option
 @click.pass_context
 def convert(ctx: click.Context, input_path: str, model_dir: str, output: str, direction: str, alignments: str | None,
-            redetect: int, mask: str | None, erode: float | None, blur: float | None, color: str, blend: str, smooth: float,
+            redetect: int, mask: str | None, parser_weights: str | None, erode: float | None, blur: float | None,
+            color: str, blend: str, smooth: float,
             batch_size: int, crf: int, preset: str, codec: str, watermark: bool, shard: Shard | None, overwrite: bool,
             device: str | None) -> None:
     """Swap faces in a video, an image or a folder of them; outputs are tagged as synthetic media.
@@ -69,11 +74,12 @@ def convert(ctx: click.Context, input_path: str, model_dir: str, output: str, di
       dfk convert data/alice.mp4 -m models/alice_bob -o data/alice_as_bob.mp4
       dfk convert data/clips/ -m models/alice_bob -o data/swapped/ --blend poisson --watermark
       dfk convert data/clips/ -m models/alice_bob -o data/swapped/ --shard auto/8   # in a SLURM array 1-8
+      dfk convert data/talk.mp4 -m models/alice_bob -o out.mp4 --mask occlusion --parser-weights 79999_iter.pth
     """
     options = ConvertOptions(
         direction=direction, mask=mask, erode=erode, blur=blur, color=color, blend=blend, smooth=smooth,
         batch_size=batch_size, crf=crf, preset=preset, codec=codec, watermark=watermark, alignments=alignments,
-        redetect=redetect, device=resolve_device_name(ctx, device),
+        redetect=redetect, device=resolve_device_name(ctx, device), parser_weights=parser_weights,
     )
     summary = run_convert(input_path, output, model_dir, options, progress=settings(ctx).show_progress,
                           shard=shard, overwrite=overwrite)

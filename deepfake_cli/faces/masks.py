@@ -20,7 +20,7 @@ import numpy as np
 
 from deepfake_cli.faces.smoothing import inter_ocular_distance
 
-MASK_KINDS = ("learned", "hull", "combined")
+MASK_KINDS = ("learned", "hull", "combined", "occlusion")
 ERODE_SHARE = 0.12
 BLUR_SHARE = 0.08
 _CDF_STEPS = 64  # table entries per sigma
@@ -56,9 +56,16 @@ def hull_mask(landmarks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return _hull_u8(landmarks, shape).astype(np.float32)
 
 
-def soft_hull_mask(landmarks: np.ndarray, shape: tuple[int, ...], erode: float, blur: float) -> np.ndarray:
-    """The hull eroded by ``erode`` px (grown when negative) and feathered with sigma ``blur`` px."""
+def soft_hull_mask(landmarks: np.ndarray, shape: tuple[int, ...], erode: float, blur: float,
+                   keep: np.ndarray | None = None) -> np.ndarray:
+    """The hull eroded by ``erode`` px (grown when negative) and feathered with sigma ``blur`` px.
+
+    ``keep`` (uint8 of ``shape``, non-zero where allowed) cuts the hull before eroding, so its cut
+    edges are eroded and feathered like the hull's own (the occlusion mask).
+    """
     hard = _hull_u8(landmarks, shape)
+    if keep is not None:
+        hard &= (keep > 0).astype(np.uint8)
     inside = cv2.distanceTransform(hard, cv2.DIST_L2, cv2.DIST_MASK_5)
     outside = cv2.distanceTransform(1 - hard, cv2.DIST_L2, cv2.DIST_MASK_5)
     distance = inside - outside - np.float32(erode)  # > 0 inside the eroded hull
@@ -93,20 +100,25 @@ def blend_mask(
     shape: tuple[int, ...],
     learned: np.ndarray | None = None,
     mask_shape: MaskShape = MaskShape(),
+    face_region: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The soft mask of one face: ``hull``, ``learned`` (the model's) or ``combined`` (their product).
+    """The soft mask of one face: ``hull``, ``learned`` (the model's), ``combined`` (their product)
+    or ``occlusion`` (the hull cut to ``face_region``, where a face parser saw face classes: uint8,
+    non-zero on skin, brows, eyes, nose, mouth and lips).
 
-    ``landmarks`` and ``learned`` are in the coordinates of an image of ``shape``. The hull is
-    eroded by the erode setting (the learned mask only when it is given explicitly); both are
-    feathered by the blur setting.
+    ``landmarks``, ``learned`` and ``face_region`` are in the coordinates of an image of ``shape``.
+    The hull (and the occlusion cut's edges) are eroded by the erode setting (the learned mask only
+    when it is given explicitly); all are feathered by the blur setting.
     """
     if kind not in MASK_KINDS:
         raise ValueError(f"unknown mask kind {kind!r}")
-    if kind != "hull" and learned is None:
+    if kind == "occlusion" and face_region is None:
+        raise ValueError("mask kind 'occlusion' needs a face region")
+    if kind in ("learned", "combined") and learned is None:
         raise ValueError(f"mask kind {kind!r} needs a learned mask")
     erode, blur = mask_shape.resolve(landmarks)
-    if kind == "hull":
-        return soft_hull_mask(landmarks, shape, erode, blur)
+    if kind in ("hull", "occlusion"):
+        return soft_hull_mask(landmarks, shape, erode, blur, face_region if kind == "occlusion" else None)
     assert learned is not None
     soft = np.clip(feather_mask(erode_mask(learned.astype(np.float32, copy=False), mask_shape.erode or 0.0), blur),
                    0.0, 1.0)

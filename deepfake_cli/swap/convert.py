@@ -27,11 +27,12 @@ import torch
 from tqdm import tqdm
 
 from deepfake_cli.checkpoint import atomic_path
-from deepfake_cli.errors import ConfigError, DfkError, InputError
+from deepfake_cli.errors import BackendError, ConfigError, DfkError, InputError
 from deepfake_cli.faces import BACKENDS, FaceBackend, create_backend
 from deepfake_cli.faces.blend import BLEND_METHODS
 from deepfake_cli.faces.color import COLOR_METHODS
 from deepfake_cli.faces.masks import MASK_KINDS, MaskShape
+from deepfake_cli.faces.parsing import NEEDS_WEIGHTS, load_face_parser
 from deepfake_cli.media.alignments import Alignments, load_alignments, split_missing
 from deepfake_cli.media.images import is_image, read_image
 from deepfake_cli.media.sources import collect_sources, estimated_frames
@@ -55,7 +56,11 @@ class ConvertError(DfkError):
 
 @dataclass
 class ConvertOptions:
-    """How to convert; ``mask=None`` picks ``learned`` for gan models and ``hull`` otherwise."""
+    """How to convert; ``mask=None`` picks ``learned`` for gan models and ``hull`` otherwise.
+
+    ``mask="occlusion"`` needs ``parser_weights`` (a BiSeNet face-parsing state dict): the hull is cut
+    to the face classes the parser finds, so whatever covers the face stays (``faces.parsing``).
+    """
 
     direction: str = "a2b"
     mask: str | None = None
@@ -73,6 +78,7 @@ class ConvertOptions:
     redetect: int = REDETECT_EVERY
     detector: str = "offline"
     device: str = "auto"
+    parser_weights: str | None = None
 
     def check(self) -> None:
         """Reject out-of-range values with a clear message."""
@@ -85,6 +91,10 @@ class ConvertOptions:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         if self.mask is not None and self.mask not in MASK_KINDS:
             raise ConfigError(f"--mask must be one of {', '.join(MASK_KINDS)}; got {self.mask!r}")
+        if self.mask == "occlusion" and not self.parser_weights:
+            raise BackendError(NEEDS_WEIGHTS)
+        if self.parser_weights and self.mask != "occlusion":
+            log.warning("--parser-weights is used only with --mask occlusion; ignoring it")
         if self.blur is not None and self.blur < 0:
             raise ConfigError(f"--blur must be >= 0; got {self.blur}")
         if self.smooth < 0:
@@ -99,7 +109,7 @@ class ConvertOptions:
     def blend_settings(self, model_kind: str) -> BlendSettings:
         """The blending settings for a model of ``model_kind`` (``original`` or ``gan``)."""
         mask = self.mask or ("learned" if model_kind == "gan" else "hull")
-        if mask != "hull" and model_kind != "gan":
+        if mask in ("learned", "combined") and model_kind != "gan":
             raise ConfigError(f"--mask {mask} needs a gan model (a {model_kind} model predicts no mask); use hull")
         return BlendSettings(mask=mask, mask_shape=MaskShape(self.erode, self.blur), color=self.color,
                              blend=self.blend, watermark=self.watermark)
@@ -219,7 +229,11 @@ class _Run:
     def __init__(self, model: SwapModelLike, model_dir: Path, options: ConvertOptions,
                  backend: FaceBackend | None, device: torch.device, summary: ConvertSummary) -> None:
         self.options = options
-        self.swapper = FrameSwapper(model, options.direction, options.blend_settings(model.kind), device)
+        settings = options.blend_settings(model.kind)
+        parser = None
+        if settings.mask == "occlusion":
+            parser = load_face_parser(options.parser_weights, device)
+        self.swapper = FrameSwapper(model, options.direction, settings, device, parser)
         if options.alignments:
             self.stored: StoredLocator | None = StoredLocator(_listed_faces(Path(options.alignments)))
             self.locator: FaceLocator = self.stored

@@ -2,16 +2,17 @@
 
 ``FrameSwapper`` exposes three pipeline stages that act in place on ``FrameJob`` lists:
 ``find_faces`` (landmarks from a ``FaceLocator``, smoothed over time; aligned crops),
-``run_model`` (one batched model call) and ``compose`` (un-warp face and mask, match colours,
-blend, optional watermark).
+``run_model`` (one batched model call, and with a face parser one batched parser call) and
+``compose`` (un-warp face and mask, match colours, blend, optional watermark).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+import cv2
 import numpy as np
 import torch
 
@@ -22,6 +23,9 @@ from deepfake_cli.faces.masks import MaskShape, blend_mask
 from deepfake_cli.faces.smoothing import LandmarkSmoother
 from deepfake_cli.swap.convert_faces import FaceLocator
 from deepfake_cli.swap.convert_provenance import stamp_watermark
+
+if TYPE_CHECKING:
+    from deepfake_cli.faces.parsing import FaceParser
 
 ROI_MARGIN = 2
 
@@ -56,6 +60,9 @@ class FaceJob:
     matrix: np.ndarray
     crop: np.ndarray
     swapped: np.ndarray | None = None  # RGB, or RGBA with the learned mask as alpha (uint8)
+    parse_matrix: np.ndarray | None = None  # frame -> the face parser's crop (occlusion mask only)
+    parse_crop: np.ndarray | None = None
+    face_region: np.ndarray | None = None  # uint8, 255 where the parser saw face classes
 
 
 @dataclass
@@ -80,8 +87,10 @@ def _to_tensor(crops: list[np.ndarray], device: torch.device) -> torch.Tensor:
 class FrameSwapper:
     """Swaps the faces of frames with ``model``; one instance per run, reset per source."""
 
-    def __init__(self, model: SwapModelLike, direction: str, settings: BlendSettings, device: torch.device) -> None:
+    def __init__(self, model: SwapModelLike, direction: str, settings: BlendSettings, device: torch.device,
+                 parser: FaceParser | None = None) -> None:
         self.model, self.direction, self.settings, self.device = model, direction, settings, device
+        self.parser = parser  # runs only for the occlusion mask
         self.locate: FaceLocator = lambda source, index, frame: []
         self.smoothers: list[LandmarkSmoother] = []
         self.smooth_strength, self.fps, self.label_all = 0.0, 25.0, False
@@ -105,7 +114,11 @@ class FrameSwapper:
         for job in jobs:
             for landmarks in self._smoothed(self.locate(job.source, job.index, job.frame)):
                 matrix = alignment_matrix(landmarks, size, coverage)
-                job.faces.append(FaceJob(landmarks, matrix, warp_face(job.frame, matrix, size)))
+                face = FaceJob(landmarks, matrix, warp_face(job.frame, matrix, size))
+                if self.parser is not None:
+                    face.parse_matrix = alignment_matrix(landmarks, self.parser.size, self.parser.coverage)
+                    face.parse_crop = warp_face(job.frame, face.parse_matrix, self.parser.size)
+                job.faces.append(face)
 
     def run_model(self, jobs: list[FrameJob]) -> None:
         """Stage: swap every face of the batch in one model call."""
@@ -118,6 +131,10 @@ class FrameSwapper:
             swapped = layers.float().mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
         for face, pixels in zip(faces, swapped.numpy(), strict=True):
             face.swapped = pixels
+        if self.parser is not None:
+            regions = self.parser.face_regions(np.stack([f.parse_crop for f in faces]))
+            for face, region in zip(faces, regions, strict=True):
+                face.face_region, face.parse_crop = region, None
 
     def compose(self, jobs: list[FrameJob]) -> None:
         """Stage: paste each swapped face into (a copy of) its frame; frames without faces pass through."""
@@ -158,7 +175,14 @@ def paste_face(frame: np.ndarray, face: FaceJob, settings: BlendSettings) -> Non
     back, valid = unwarp_face(face.swapped, matrix, (y1 - y0, x1 - x0))
     learned = back[..., 3].astype(np.float32) * np.float32(1 / 255) if back.shape[2] == 4 else None
     landmarks = face.landmarks - np.array([x0, y0], dtype=np.float64)
-    alpha = blend_mask(settings.mask, landmarks, back.shape, learned, settings.mask_shape) * valid
+    region = None
+    if face.face_region is not None and face.parse_matrix is not None:
+        parse_matrix = face.parse_matrix.copy()
+        parse_matrix[:, 2] += parse_matrix[:, :2] @ np.array([x0, y0], dtype=np.float64)
+        region = cv2.warpAffine(face.face_region, parse_matrix, (x1 - x0, y1 - y0),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                                borderValue=0) > 127
+    alpha = blend_mask(settings.mask, landmarks, back.shape, learned, settings.mask_shape, region) * valid
     region = frame[y0:y1, x0:x1]
     swapped = match_color(np.ascontiguousarray(back[..., :3]), region, alpha > 0.5, settings.color)
     region[:] = blend(region, swapped, alpha, settings.blend)
