@@ -337,3 +337,21 @@ def test_a_cpu_checkpoint_resumes_on_cuda_in_fp16_and_back(faces_a: Path, faces_
     model = load_swap_model(model_dir, "cpu")
     rgb, _ = model.swap(load_faces(faces_a, model.size).images[:2].float() / 255, "a2b")
     assert torch.isfinite(rgb).all()
+
+
+def test_face_detector_uses_cuda_only_when_onnxruntime_gpu_offers_it() -> None:
+    from deepfake_cli.faces.offline import detector_providers
+
+    gpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert detector_providers("cuda:1", gpu) == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert detector_providers("cuda", gpu)[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    assert detector_providers("cuda", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert detector_providers("cpu", gpu) == ["CPUExecutionProvider"]
+
+
+def test_offline_backend_on_cuda_without_onnxruntime_gpu_still_finds_faces() -> None:
+    from deepfake_cli.faces import create_backend
+    from deepfake_cli.media.synthetic import load_still
+
+    faces = create_backend("offline", device="cuda", detector_threads=1).detect(load_still("astronaut"))
+    assert len(faces) == 1 and faces[0].has_68

@@ -33,7 +33,7 @@ def create_backend(
     if name == "offline":
         from deepfake_cli.faces.offline import OfflineBackend
 
-        return OfflineBackend(score_threshold=score_threshold, threads=detector_threads)
+        return OfflineBackend(score_threshold=score_threshold, threads=detector_threads, device=device)
     if name == "fan":
         from deepfake_cli.faces.fan import FanBackend
 

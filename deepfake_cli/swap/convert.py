@@ -240,7 +240,7 @@ class _Run:
         else:
             self.stored = None
             # one detector thread: the other stages use the other cores meanwhile
-            self.locator = DetectingLocator(backend or create_backend(options.detector, device=device.type,
+            self.locator = DetectingLocator(backend or create_backend(options.detector, device=str(device),
                                                                       detector_threads=1), options.redetect)
         self.provenance = provenance_text(model_dir, options.direction)
         self.summary = summary
