@@ -16,6 +16,10 @@ from deepfake_cli.errors import InputError
               help="Real videos, folders of videos, or extract output folders (repeatable).")
 @click.option("--fake", multiple=True, type=click.Path(path_type=str), metavar="PATH",
               help="Fake videos, folders of videos, or extract output folders (repeatable).")
+@click.option("--synthetic", type=click.Choice(["none", "sbi"]), default=None,
+              help="sbi: also train on self-blended fakes made on the fly from the real faces (their 68 "
+                   "landmarks); with --real alone every training fake is one. Sets train.synthetic "
+                   "(default: the preset's, none).")
 @click.option("--dataset", type=click.Path(path_type=str), metavar="ROOT",
               help="A labelled dataset: real/+fake/ folders, DFDC metadata.json, FaceForensics++ or a CSV path,label.")
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False), metavar="DETECTOR_DIR",
@@ -29,9 +33,9 @@ from deepfake_cli.errors import InputError
                    "validation score.")
 @device_option
 @click.pass_context
-def train_detect(ctx: click.Context, real: tuple[str, ...], fake: tuple[str, ...], dataset: str | None,
-                 outdir: str, preset: str, config_file: str | None, overrides: tuple[str, ...], folds: int,
-                 device: str | None) -> None:
+def train_detect(ctx: click.Context, real: tuple[str, ...], fake: tuple[str, ...], synthetic: str | None,
+                 dataset: str | None, outdir: str, preset: str, config_file: str | None, overrides: tuple[str, ...],
+                 folds: int, device: str | None) -> None:
     """Train a deepfake detector on face crops: a sequence model (convlstm: Canny-edged face
     sequences) or a frame model (efficientnet_b0/b4, tiny_frame: single faces).
 
@@ -40,13 +44,18 @@ def train_detect(ctx: click.Context, real: tuple[str, ...], fake: tuple[str, ...
       dfk train-detect --real data/real --fake data/fake -o runs/detector --preset tiny
       dfk train-detect --dataset data/dfdc_part0 -o runs/dfdc --folds 5
       dfk train-detect --dataset data/ffpp -o runs/effb4 --preset efficientnet_b4
+      dfk train-detect --real data/real --synthetic sbi -o runs/sbi --preset tiny_frame
     """
     if dataset and (real or fake):
         raise InputError("give either --dataset or --real/--fake, not both")
-    if not dataset and not (real and fake):
-        raise InputError("give --dataset ROOT, or both --real and --fake")
-    items = read_dataset(dataset) if dataset else from_paths(real, fake)
+    if synthetic is not None:
+        overrides = (*overrides, f"train.synthetic={synthetic}")
     config = validate(load_config(DetectConfig, "detect", preset, config_file, overrides))
+    self_blended = config.train.synthetic != "none"
+    if not dataset and not (real and (fake or self_blended)):
+        raise InputError("give --dataset ROOT, or both --real and --fake, or --real with --synthetic sbi "
+                         "(fakes self-blended from the real faces)")
+    items = read_dataset(dataset) if dataset else from_paths(real, fake, fakes_required=not self_blended)
     options = settings(ctx)
     report = train_detector(items, outdir, config, device=resolve_device_name(ctx, device), seed=options.seed,
                             folds=folds, progress=options.show_progress)

@@ -72,6 +72,8 @@ class TrainConfig:
     log_every: int = 50  # steps between progress updates, the only host syncs inside an epoch
     threshold: float | Literal["auto"] = "auto"  # auto = the EER point of the validation videos
     monitor: Literal["sequence_auc", "video_auc", "frame_auc"] = "sequence_auc"  # frame_auc: frame models
+    synthetic: Literal["none", "sbi"] = "none"  # sbi: also train on self-blended fakes of the real faces
+    synthetic_ratio: float = 0.5  # share of the training fakes that are self-blended when real fakes are given
 
 
 @dataclass
@@ -128,6 +130,7 @@ def validate(config: DetectConfig) -> DetectConfig:
         (config.eval.frames_per_video >= 0, "eval.frames_per_video must be 0 (all) or positive"),
         (config.train.workers >= 0, "train.workers must be 0 (main process) or positive"),
         (config.train.log_every >= 1, "train.log_every must be at least 1"),
+        (0.0 <= config.train.synthetic_ratio <= 1.0, "train.synthetic_ratio must be in [0, 1]"),
     ]
     for ok, message in checks:
         if not ok:

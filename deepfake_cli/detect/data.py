@@ -5,6 +5,10 @@ the loader pins its batches and they are copied with ``non_blocking=True``, then
 normalises them there (``DetectorNet.normalise``). Loading and preprocessing (PNG decode, resize,
 Canny) run in ``train.workers`` worker processes; with ``train.cache_frames`` the faces are
 preprocessed once in the main process before the workers start, and the workers read that cache.
+
+A self-blend twin's samples (``detect.synthetic``) are made when loaded: in training from a
+generator seeded by (seed, epoch, index), the epoch coming with the index from ``EpochSampler``
+(so persistent workers need no state from the main process); in evaluation from a fixed seed.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import os
 from typing import Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
+from deepfake_cli.detect import synthetic
 from deepfake_cli.detect.layouts import FAKE
 from deepfake_cli.detect.preprocess import FrameStore
 from deepfake_cli.detect.sequences import SequenceRef
@@ -23,18 +28,29 @@ from deepfake_cli.detect.tracks import FaceTrack
 
 class FaceSamples(Dataset):
     """One sample per ref: ``T x C x H x W`` uint8 faces (``C x H x W`` for a frame model, whose
-    refs hold one position) and the label as float32 (1 fake, 0 real, -1 unknown)."""
+    refs hold one position) and the label as float32 (1 fake, 0 real, -1 unknown).
 
-    def __init__(self, store: FrameStore, tracks: list[FaceTrack], refs: list[SequenceRef], frame_level: bool) -> None:
+    An index is a ref's position, or ``(epoch, position)`` from ``EpochSampler``; a self-blend
+    twin's faces are blended anew for each training epoch and identically in every evaluation.
+    """
+
+    def __init__(self, store: FrameStore, tracks: list[FaceTrack], refs: list[SequenceRef], frame_level: bool,
+                 seed: int = 0) -> None:
         self.store, self.tracks, self.refs, self.frame_level = store, tracks, refs, frame_level
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.refs)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = index if isinstance(index, tuple) else (None, index)
         ref = self.refs[index]
         track = self.tracks[ref.track]
-        if self.frame_level:
+        if track.synthetic:
+            rng = (synthetic.evaluation_rng(track, ref.positions) if epoch is None
+                   else synthetic.training_rng(self.seed, epoch, index))
+            faces = synthetic.blended_faces(self.store, track, ref.positions, rng, self.frame_level)
+        elif self.frame_level:
             faces = self.store.get(track.files[ref.positions[0]])
         else:
             faces = self.store.sequence([track.files[p] for p in ref.positions])
@@ -42,14 +58,35 @@ class FaceSamples(Dataset):
         return torch.from_numpy(faces), torch.tensor(label, dtype=torch.float32)
 
 
+class EpochSampler(Sampler):
+    """A sampler's indices tagged with the pass they belong to: ``(epoch, index)``, epochs counted
+    from 1 at each new iteration. It runs in the main process, so DataLoader workers learn the
+    epoch with every index."""
+
+    def __init__(self, inner: Sampler) -> None:
+        self.inner = inner
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        self.epoch += 1
+        epoch = self.epoch
+        for index in self.inner:
+            yield epoch, index
+
+
 def loader(samples: FaceSamples, batch_size: int, device: torch.device, workers: int = 0,
            shuffle: bool = False, seed: int = 0) -> DataLoader:
-    """Batches of ``samples`` (a seeded shuffle when ``shuffle``: the order does not depend on
-    ``workers``), pinned for a CUDA ``device``; a shuffled loader keeps its workers across epochs.
-    ``workers`` is capped at the CPUs this process may use."""
+    """Batches of ``samples`` (a seeded shuffle when ``shuffle``, each index tagged with its epoch
+    by ``EpochSampler``: the order does not depend on ``workers``), pinned for a CUDA ``device``; a
+    shuffled loader keeps its workers across epochs. ``workers`` is capped at the CPUs this
+    process may use."""
     workers = min(workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(samples, batch_size=batch_size, shuffle=shuffle, generator=generator,
+    sampler = EpochSampler(RandomSampler(samples, generator=generator)) if shuffle else None
+    return DataLoader(samples, batch_size=batch_size, sampler=sampler, generator=generator,
                       num_workers=workers, pin_memory=device.type == "cuda",
                       persistent_workers=workers > 0 and shuffle, prefetch_factor=4 if workers > 0 else None)
 

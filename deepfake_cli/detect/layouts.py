@@ -125,11 +125,16 @@ def _media_under(folder: Path) -> list[Path]:
     return found
 
 
-def from_paths(real: Iterable[str | Path], fake: Iterable[str | Path]) -> list[LabelledInput]:
-    """Labelled inputs from ``--real`` and ``--fake`` paths; both classes are required."""
+def from_paths(real: Iterable[str | Path], fake: Iterable[str | Path],
+               fakes_required: bool = True) -> list[LabelledInput]:
+    """Labelled inputs from ``--real`` and ``--fake`` paths; both classes are required unless
+    ``fakes_required`` is False (fakes made from the reals, ``--synthetic sbi``)."""
     items = [x for p in real for x in expand(Path(p), REAL)] + [x for p in fake for x in expand(Path(p), FAKE)]
     items = _unique(items)
-    _require_both(items, "--real/--fake")
+    if fakes_required:
+        _require_both(items, "--real/--fake")
+    elif not any(item.label == REAL for item in items):
+        raise InputError("no real inputs found; --synthetic makes fakes from real videos", "--real")
     return items
 
 

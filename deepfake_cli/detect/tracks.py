@@ -14,9 +14,10 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from deepfake_cli.detect.config import FacesConfig
@@ -46,6 +47,10 @@ class FaceTrack:
     split: str | None = None
     method: str | None = None  # the generator of a fake, when the dataset names it
     still: bool = False  # a single image: scored as a frame, not a sequence
+    # the 68 iBUG landmarks of each face in its crop's pixels (None where the extract stage kept
+    # only 5 points); what self-blended fakes are made from (``detect.synthetic``)
+    landmarks: list[np.ndarray | None] = field(default_factory=list, compare=False, repr=False)
+    synthetic: str | None = None  # "sbi": fakes made on the fly from this (real) track's faces
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -71,6 +76,7 @@ def tracks_from_alignments(folder: Path, alignments: Alignments, key: str | None
             files=[folder / r.file for r in chosen],
             boxes=[list(r.bbox) for r in chosen],
             still=is_image(Path(source)),
+            landmarks=[r.aligned_landmarks() if r.has_68 else None for r in chosen],
         ))
     return tracks
 

@@ -12,6 +12,10 @@ computed on (``val``, ``test``). With ``folds > 1`` each fold trains in ``fold<k
 gives each fold's numbers in ``folds`` and mean ± std over folds in ``cross_validation`` (never
 one fold's numbers as the result); the model of the fold with the best validation score is kept
 at the top level for ``dfk detect``.
+
+With ``train.synthetic: sbi`` every real video also gets a self-blend twin whose fakes are made
+on the fly (``synthetic``); ``metrics.json`` then has a ``synthetic`` block and each fit names
+the fakes each part used (``fakes``: given, sbi or both).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from tqdm import tqdm
 
 from deepfake_cli import __version__
 from deepfake_cli.checkpoint import atomic_path, write_json_atomic, write_text_atomic
+from deepfake_cli.detect import synthetic
 from deepfake_cli.detect.config import DetectConfig, validate
 from deepfake_cli.detect.data import FaceSamples, loader, to_device
 from deepfake_cli.detect.detector import build_model, describe, save_detector, write_state
@@ -42,7 +47,7 @@ from deepfake_cli.detect.report import csv_text
 from deepfake_cli.detect.scoring import (
     Scores, eer_threshold, evaluation_windows, level_metrics, method_metrics, preload, roc_inputs, score_windows,
 )
-from deepfake_cli.detect.sequences import SequenceRef, training_sequences
+from deepfake_cli.detect.sequences import SequenceRef
 from deepfake_cli.detect.splits import Partition, kfold_splits, plan_split
 from deepfake_cli.detect.tracks import CACHE_DIR, FaceSource, FaceTrack
 from deepfake_cli.errors import InputError, TrainingError
@@ -74,6 +79,7 @@ class FitResult:
     val_scores: Scores | None = None
     test_scores: Scores | None = None
     seconds: float = 0.0
+    fakes: dict[str, Any] | None = None  # which fakes each part used, with train.synthetic
 
     def state(self, config: DetectConfig, status: str) -> dict[str, Any]:
         """The bookkeeping saved as ``state.json`` beside the weights."""
@@ -82,7 +88,7 @@ class FitResult:
             "monitor": config.train.monitor,
             "val_auc": self.score[0] if self.score[0] >= 0 else None, "val_loss": self.score[1],
             "threshold": self.threshold, "threshold_from": self.threshold_from, "seed": self.seed,
-            "status": status, "seconds": round(self.seconds, 2),
+            "status": status, "seconds": round(self.seconds, 2), "synthetic": config.train.synthetic,
         }
 
     def report(self) -> dict[str, Any]:
@@ -93,6 +99,8 @@ class FitResult:
             "threshold": self.threshold, "threshold_from": self.threshold_from,
             "data": self.data, "val": self.val,
         }
+        if self.fakes is not None:
+            report["fakes"] = self.fakes
         if self.test is not None:
             report["test"] = self.test
         return report
@@ -221,7 +229,11 @@ def fit(
     window = (seq.frames, seq.stride, config.eval.frames_per_video)
     frame_level = architecture(config.model.name).kind == "frame"
     sample = (1, 1) if frame_level else (seq.frames, seq.stride)
-    train_refs = training_sequences(tracks, partition.train, *sample, seq.train_per_video)
+    fakes = None
+    if any(t.synthetic for t in tracks):  # twins leave val/test parts that hold given fakes
+        partition, fakes = synthetic.settle(tracks, partition)
+    train_refs = synthetic.training_refs(tracks, partition.train, *sample, seq.train_per_video,
+                                         train.synthetic_ratio)
     val_refs = evaluation_windows(tracks, partition.val, *window)
     test_refs = evaluation_windows(tracks, partition.test, *window)
     if not train_refs or not val_refs:
@@ -229,6 +241,8 @@ def fit(
     data = {"train": _counts(tracks, partition.train, train_refs), "val": _counts(tracks, partition.val, val_refs)}
     if test_refs:
         data["test"] = _counts(tracks, partition.test, test_refs)
+    if fakes is not None:
+        data["train"]["sbi_sequences"] = sum(bool(tracks[r.track].synthetic) for r in train_refs)
     preload(store, tracks, train_refs + val_refs, progress)
     seed_everything(seed)
     model = apply_weights(build_model(config), start, config.model.weights).to(device)
@@ -238,7 +252,7 @@ def fit(
     best: FitResult | None = None
     keeper = _Keeper(train.min_delta)
     bar = tqdm(range(1, train.epochs + 1), desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True)
-    train_samples = FaceSamples(store, tracks, train_refs, frame_level)
+    train_samples = FaceSamples(store, tracks, train_refs, frame_level, seed)
     for epoch in bar:
         tick = time.perf_counter()
         train_loss = epochs.run(train_samples, progress)
@@ -254,7 +268,8 @@ def fit(
         bar.set_postfix(loss=f"{train_loss:.3f}", val_auc=levels["sequence"]["auc"])
         if keeper.improves(score):
             weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best = FitResult(folder, partition, epoch, epoch, score, data, history, weights, seed, val_scores=scores)
+            best = FitResult(folder, partition, epoch, epoch, score, data, history, weights, seed, val_scores=scores,
+                             fakes=fakes)
             save_detector(folder, model, config, best.state(config, "training"))
         elif best is not None and epoch - best.best_epoch >= train.patience:
             log.info("%s: no validation improvement for %d epochs; stopping at epoch %d", desc, train.patience, epoch)
@@ -325,21 +340,29 @@ def train_detector(
     torch_device = resolve_device(device)
     source = FaceSource(folder / CACHE_DIR, config.faces, torch_device.type)
     tracks, skipped = source.labelled(items, progress)
+    without: list[str] = []
+    if config.train.synthetic == synthetic.SBI:
+        tracks, without = synthetic.add_twins(tracks)
     labels = {t.label for t in tracks}
     if labels != {REAL, FAKE}:
-        raise InputError(f"after face extraction no {'real' if REAL not in labels else 'fake'} video has a face")
+        missing = "real" if REAL not in labels else "fake"
+        hint = "" if config.train.synthetic == "none" else " (no real face with 68 landmarks to self-blend)"
+        raise InputError(f"after face extraction no {missing} video has a face{hint}; training needs both "
+                         "real and fake examples (give --fake, or --synthetic sbi to make fakes from the real faces)")
     store = FrameStore(config.sequence.size, config.sequence.input, config.sequence.canny_sigma,
                        cache=config.train.cache_frames)
     partition = plan_split(tracks, config.train.val_fraction, config.train.test_fraction, seed)
     report: dict[str, Any] = {
         "tool": f"dfk {__version__}",
         "inputs": {"given": len(items), "videos": {"real": sum(t.label == REAL for t in tracks),
-                                                   "fake": sum(t.label == FAKE for t in tracks)},
+                                                   "fake": sum(t.label == FAKE and not t.synthetic for t in tracks)},
                    "skipped": skipped, "faces_extracted": source.extracted, "faces_reused": source.reused},
         "model": describe(build_model(config), config),
         "monitor": config.train.monitor,
         "eval_frames_per_video": config.eval.frames_per_video,
     }
+    if config.train.synthetic == synthetic.SBI:
+        report["synthetic"] = synthetic.describe(tracks, without, config.train.synthetic_ratio)
     if folds == 1:
         result = fit(tracks, partition, store, config, folder, torch_device, seed, progress, start=start)
         report |= result.report()
