@@ -1,19 +1,28 @@
 """The make-dataset stage: labelled real/fake videos for train-detect, made with swap models.
 
-For each pair (videos of identity A, videos of identity B) and its swap model, every A video is
-converted a2b and every B video b2a. The result under ROOT::
+For each pair (videos of identity A, videos of identity B) and each of its swap models, every A
+video is converted a2b and every B video b2a. The result under ROOT::
 
     real/<pair>_<a|b>_<stem>.mp4           the source videos (hard-linked or copied)
     fake/<pair>_<a|b>_<stem>__<model>_<direction>.mp4
-    metadata.json                          DFDC-style: label, and for fakes original/model/direction
-    dataset.csv                            path,label,group,original,model,direction
+    metadata.json                          DFDC-style: label, and for fakes original/model/kind/direction
+    dataset.csv                            path,label,group,original,model,direction,kind
 
-``train-detect --dataset ROOT`` reads it (DFDC layout), keeping every fake on the same side of a
-split as its original. Re-running skips videos already written.
+``model`` is the model folder's name (what ``train-detect``/``detect --dataset`` report
+``per_method`` metrics by) and ``kind`` its generator kind, ``original`` or ``gan``, read from the
+folder's ``state.json`` (else its ``config.yaml``; empty when neither names it). ``train-detect
+--dataset ROOT`` reads it (DFDC layout), keeping every fake on the same side of a split as its
+original. Re-running skips videos already written.
+
+Models per pair (``models``): one model serves every pair; as many models as pairs give one per
+pair, in order; with a single pair every model converts it; and ``K:DIR`` gives model DIR to pair
+K (1-based; repeat it for several models per pair). So two generators trained on the same pair
+give one dataset with a fake of each per source video: a cross-generator experiment.
 
 Sharding (``shard=K/N``, e.g. one SLURM array task each): the work list is every (pair, video) in
 order -- pairs as given, A videos then B videos, each folder sorted -- and shard K takes the items at
-positions i with i % N == K-1 (``media.shards``). A sharded run writes ``metadata.shard-K-of-N.json``
+positions i with i % N == K-1 (``media.shards``); an item makes that video's fake with every model
+of its pair. A sharded run writes ``metadata.shard-K-of-N.json``
 and ``dataset.shard-K-of-N.csv`` listing only its own videos, never ``metadata.json``; whichever
 run finds every video of the whole list on disk when it ends (the last shard to finish, or any
 later run) also writes the complete ``metadata.json`` and ``dataset.csv``, the same as one
@@ -24,11 +33,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import yaml
 
 from deepfake_cli.checkpoint import atomic_path, write_json_atomic, write_text_atomic
 from deepfake_cli.errors import ConfigError, InputError
@@ -49,6 +62,7 @@ class DatasetEntry:
     original: str = ""
     model: str = ""
     direction: str = ""
+    kind: str = ""  # the generator kind of a fake's model: original | gan
 
 
 @dataclass
@@ -112,36 +126,33 @@ def make_dataset(
     progress: bool = True,
     shard: Shard | None = None,
 ) -> DatasetSummary:
-    """Convert each pair's videos with its model in both directions into a labelled dataset.
+    """Convert each pair's videos with each of its models in both directions into a labelled dataset.
 
-    With one model it serves every pair; otherwise there must be one model per pair, in order.
-    ``shard`` makes only that shard of the (pair, video) list (see the module docstring).
+    ``models`` are assigned to pairs as the module docstring says (``assign_models``). ``shard``
+    makes only that shard of the (pair, video) list.
     """
     if not pairs:
         raise ConfigError("give at least one --pair A_VIDEOS B_VIDEOS")
-    if len(models) not in (1, len(pairs)):
-        raise ConfigError(f"give one model for all pairs or one per pair; got {len(models)} models for {len(pairs)} pairs")
-    for model in models:
-        if not Path(model).is_dir():
-            raise InputError("model folder not found", str(model))
+    per_pair = assign_models(len(pairs), models)
     target = Path(root)
-    jobs = _jobs(pairs, models)
-    summary = DatasetSummary(root=target, shard=shard, total=2 * len(jobs))
+    jobs = _jobs(pairs, per_pair)
+    summary = DatasetSummary(root=target, shard=shard, total=sum(1 + len(job.fakes) for job in jobs))
     for job in (shard.select(jobs) if shard else jobs):
         _place_real(job.video, target / job.real.path)
         summary.entries.append(job.real)
-        if (target / job.fake.path).exists():
-            summary.reused += 1
-        else:
-            run_options = replace(options or ConvertOptions(), direction=job.fake.direction)
-            convert(job.video, target / job.fake.path, job.model, run_options, progress=progress)
-            summary.made += 1
-        summary.entries.append(job.fake)
+        for model, fake in job.fakes:
+            if (target / fake.path).exists():
+                summary.reused += 1
+            else:
+                run_options = replace(options or ConvertOptions(), direction=fake.direction)
+                convert(job.video, target / fake.path, model, run_options, progress=progress)
+                summary.made += 1
+            summary.entries.append(fake)
     if shard is None:
         _write_index(target, summary.entries)
         return summary
     _write_index(target, summary.entries, f".{shard.tag}")
-    everything = [entry for job in jobs for entry in (job.real, job.fake)]
+    everything = [entry for job in jobs for entry in job.entries()]
     # outputs appear only complete (rename), so the last shard to finish sees every one of them
     summary.complete = all((target / entry.path).is_file() for entry in everything)
     if summary.complete:
@@ -149,28 +160,98 @@ def make_dataset(
     return summary
 
 
+_PAIR_PREFIX = re.compile(r"^(\d+):(.+)$")
+
+
+def assign_models(pair_count: int, models: list[str | Path]) -> list[list[Path]]:
+    """The model folders of each pair, in order: ``K:DIR`` gives DIR to pair K; without prefixes,
+    one model serves every pair, as many as pairs give one each, and a single pair takes them all."""
+    if not models:
+        raise ConfigError("give at least one -m MODEL")
+    prefixed: list[tuple[int, Path]] = []
+    plain: list[Path] = []
+    for model in models:
+        text = str(model)
+        match = _PAIR_PREFIX.match(text)
+        if match and not Path(text).exists():
+            prefixed.append((int(match.group(1)), Path(match.group(2))))
+        else:
+            plain.append(Path(text))
+    if prefixed and plain:
+        raise ConfigError("give every -m as K:MODEL (model of pair K) or none of them")
+    if prefixed:
+        per_pair: list[list[Path]] = [[] for _ in range(pair_count)]
+        for number, folder in prefixed:
+            if not 1 <= number <= pair_count:
+                raise ConfigError(f"-m {number}:{folder} names pair {number}, but there are {pair_count} pairs")
+            per_pair[number - 1].append(folder)
+        missing = [str(k) for k, found in enumerate(per_pair, start=1) if not found]
+        if missing:
+            raise ConfigError(f"no model for pair {', '.join(missing)}; give -m K:MODEL for every pair")
+    elif len(plain) == 1:
+        per_pair = [list(plain) for _ in range(pair_count)]
+    elif pair_count == 1:
+        per_pair = [list(plain)]
+    elif len(plain) == pair_count:
+        per_pair = [[folder] for folder in plain]
+    else:
+        raise ConfigError(f"give one model for all pairs or one per pair (or K:MODEL for the models of pair K); "
+                          f"got {len(plain)} models for {pair_count} pairs")
+    for number, folders in enumerate(per_pair, start=1):
+        names = [folder.name for folder in folders]
+        for folder in folders:
+            if not folder.is_dir():
+                raise InputError("model folder not found", str(folder))
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ConfigError(f"pair {number} has two models named {twice[0]!r}; fake names and the dataset's "
+                              "model column need distinct model folder names")
+    return per_pair
+
+
+def model_kind(folder: Path) -> str:
+    """The generator kind of a swap model folder (``original`` or ``gan``): ``state.json``'s
+    ``kind``, else ``config.yaml``'s ``model.kind``; empty when neither names it."""
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        if isinstance(state, dict) and state.get("kind"):
+            return str(state["kind"])
+    except (OSError, ValueError):
+        pass
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+        model = config.get("model") if isinstance(config, dict) else None
+        return str(model.get("kind") or "") if isinstance(model, dict) else ""
+    except (OSError, yaml.YAMLError):
+        return ""
+
+
 @dataclass
 class _Job:
-    """One (pair, video): the source, its model, and the real and fake entries it yields."""
+    """One (pair, video): the source, its real entry and one (model, fake entry) per model of the pair."""
 
     video: Path
-    model: Path
     real: DatasetEntry
-    fake: DatasetEntry
+    fakes: list[tuple[Path, DatasetEntry]]
+
+    def entries(self) -> list[DatasetEntry]:
+        """The real entry, then the fakes in model order."""
+        return [self.real, *(fake for _, fake in self.fakes)]
 
 
-def _jobs(pairs: list[tuple[str | Path, str | Path]], models: list[str | Path]) -> list[_Job]:
+def _jobs(pairs: list[tuple[str | Path, str | Path]], per_pair: list[list[Path]]) -> list[_Job]:
     """Every (pair, video) in a stable order: pairs as given, A then B videos, each folder sorted."""
+    kinds = {folder: model_kind(folder) for folders in per_pair for folder in folders}
     jobs = []
-    for number, (videos_a, videos_b) in enumerate(pairs, start=1):
-        model = Path(models[0] if len(models) == 1 else models[number - 1])
+    for number, ((videos_a, videos_b), models) in enumerate(zip(pairs, per_pair), start=1):
         for side, folder, direction in (("a", Path(videos_a), "a2b"), ("b", Path(videos_b), "b2a")):
             for video in _videos(folder):
                 stem = _name(video, folder)
                 real_rel = f"real/p{number}_{side}_{stem}.mp4"
-                fake_rel = f"fake/p{number}_{side}_{stem}__{model.name}_{direction}.mp4"
-                jobs.append(_Job(video, model, DatasetEntry(real_rel, "REAL", real_rel),
-                                 DatasetEntry(fake_rel, "FAKE", real_rel, real_rel, model.name, direction)))
+                fakes = [(model, DatasetEntry(f"fake/p{number}_{side}_{stem}__{model.name}_{direction}.mp4", "FAKE",
+                                              real_rel, real_rel, model.name, direction, kinds[model]))
+                         for model in models]
+                jobs.append(_Job(video, DatasetEntry(real_rel, "REAL", real_rel), fakes))
     return jobs
 
 
@@ -180,12 +261,13 @@ def _write_index(root: Path, entries: list[DatasetEntry], tag: str = "") -> None
     for entry in entries:
         record = {"label": entry.label}
         if entry.original:
-            record.update(original=entry.original, model=entry.model, direction=entry.direction)
+            record.update(original=entry.original, model=entry.model, kind=entry.kind, direction=entry.direction)
         metadata[entry.path] = record
     write_json_atomic(root / f"metadata{tag}.json", metadata)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label", "group", "original", "model", "direction"])
+    writer.writerow(["path", "label", "group", "original", "model", "direction", "kind"])
     for entry in entries:
-        writer.writerow([entry.path, entry.label, entry.group, entry.original, entry.model, entry.direction])
+        writer.writerow([entry.path, entry.label, entry.group, entry.original, entry.model, entry.direction,
+                         entry.kind])
     write_text_atomic(root / f"dataset{tag}.csv", buffer.getvalue())

@@ -14,7 +14,10 @@ from deepfake_cli.swap.convert import ConvertOptions
 @click.option("--pair", "pairs", nargs=2, multiple=True, required=True, type=click.Path(),
               metavar="A_VIDEOS B_VIDEOS", help="Videos (file or folder) of identity A and of B; repeatable.")
 @click.option("-m", "--model", "models", multiple=True, required=True, type=click.Path(file_okay=False),
-              help="Swap model trained on A and B: one for all pairs, or one per --pair in order.")
+              metavar="[K:]MODEL",
+              help="Swap model trained on A and B (repeatable): one for all pairs, one per --pair in order, any "
+                   "number for a single --pair (each makes its own fakes), or K:MODEL for a model of pair K "
+                   "(repeat for several generators per pair).")
 @click.option("-o", "--output", "root", required=True, type=click.Path(file_okay=False),
               help="Dataset root to write (real/, fake/, metadata.json, dataset.csv).")
 @click.option("--crf", type=int, default=18, show_default=True, help="x264 quality of the fakes.")
@@ -26,9 +29,15 @@ def make_dataset(ctx: click.Context, pairs: tuple[tuple[str, str], ...], models:
     """Convert pairs of identities with swap models into a labelled real/fake dataset.
 
     \b
-    Example:
+    Examples:
       dfk make-dataset --pair data/alice_videos data/bob_videos -m models/alice_bob -o data/detect_set
       dfk train-detect --dataset data/detect_set -o detectors/mine
+      dfk make-dataset --pair data/alice data/bob -m models/ab_fast -m models/ab_gan -o data/two_generators
+      dfk make-dataset --pair a1 b1 --pair a2 b2 -m 1:models/p1 -m 1:models/p1_gan -m 2:models/p2 -o data/set
+
+    \b
+    Each fake is listed with its model (the folder name) and that model's kind (original or gan,
+    from its state.json) in metadata.json and dataset.csv.
 
     \b
     With --shard K/N only every N-th (pair, video) is made -- pairs in order, A videos then B,
