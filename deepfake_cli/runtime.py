@@ -1,4 +1,5 @@
-"""Device choice, seeding, precision and thread settings shared by every stage."""
+"""Device choice, seeding, precision and thread settings shared by every stage, and the process
+group of a distributed (torchrun) training run."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from deepfake_cli import device_name_error
 from deepfake_cli.errors import ConfigError
@@ -113,3 +115,119 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
         return
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
+
+
+# --- distributed training (torchrun) --------------------------------------------------------------
+#
+# ``torchrun --nproc_per_node=N ...`` starts N processes and tells each its place through the
+# environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT; several nodes through torchrun's
+# rendezvous). These helpers read that, join the process group (env://: NCCL for CUDA, gloo for
+# the CPU) and are no-ops in a plain single process.
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, "") or default)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {os.environ[name]!r} (set by torchrun)") from None
+
+
+def _group_up() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    """Number of training processes: the process group's size, else WORLD_SIZE (1 without torchrun)."""
+    if _group_up():
+        return dist.get_world_size()
+    return _env_int("WORLD_SIZE", 1)
+
+
+def rank() -> int:
+    """This process's global rank (0 without torchrun)."""
+    if _group_up():
+        return dist.get_rank()
+    return _env_int("RANK", 0)
+
+
+def local_rank() -> int:
+    """This process's rank on its node (LOCAL_RANK; 0 without torchrun): the GPU it trains on."""
+    return _env_int("LOCAL_RANK", 0)
+
+
+def is_distributed() -> bool:
+    """Whether this process is one of several training processes (torchrun with more than one)."""
+    return world_size() > 1
+
+
+def rank_device(name: str = "auto") -> torch.device:
+    """``resolve_device(name)`` for this rank: under torchrun a CUDA device is ``cuda:LOCAL_RANK``.
+
+    ``auto`` and ``cuda`` pick the rank's own GPU; ``cuda:N`` is accepted only when N is that GPU;
+    a node with fewer GPUs than ranks is a ``ConfigError``. Without torchrun this is ``resolve_device``.
+    """
+    device = resolve_device(name)
+    if device.type != "cuda" or not is_distributed():
+        return device
+    local, count = local_rank(), torch.cuda.device_count()
+    if local >= count:
+        raise ConfigError(f"torchrun started local rank {local} but this node has {count} CUDA GPU(s); "
+                          "use --nproc_per_node at most the number of GPUs", "device")
+    if name not in ("auto", "cuda") and device.index != local:
+        raise ConfigError(f"under torchrun each rank trains on its own GPU (this one: cuda:{local}); "
+                          f"--device {name} is another; pass --device cuda", "device")
+    return torch.device("cuda", local)
+
+
+def init_distributed(device: torch.device) -> bool:
+    """Join the process group torchrun describes (env://): NCCL when ``device`` is CUDA, else gloo.
+
+    Returns whether this call created it (then ``destroy_distributed`` ends it); False without
+    torchrun (one process) or when the caller already set the group up.
+    """
+    if not is_distributed() or _group_up():
+        return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", init_method="env://")
+    else:
+        dist.init_process_group("gloo", init_method="env://")
+    return True
+
+
+def destroy_distributed() -> None:
+    """Leave the process group, if there is one."""
+    if _group_up():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (a no-op in one process)."""
+    if not _group_up():
+        return
+    if dist.get_backend() == "nccl":
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    else:
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over every rank in place (on the rank's device for NCCL); returns it.
+
+    A no-op in one process.
+    """
+    if _group_up():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+@contextlib.contextmanager
+def distributed_group(device: torch.device) -> Iterator[bool]:
+    """``init_distributed(device)`` for the ``with`` block, and ``destroy_distributed`` after it if
+    this call created the group; yields whether training runs on several ranks."""
+    created = init_distributed(device)
+    try:
+        yield is_distributed()
+    finally:
+        if created:
+            destroy_distributed()

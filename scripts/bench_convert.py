@@ -33,7 +33,7 @@ from deepfake_cli.config import load_config
 from deepfake_cli.faces import FaceBackend, create_backend
 from deepfake_cli.media.synthetic import make_clip, write_clip
 from deepfake_cli.media.video import VideoReader, VideoWriter
-from deepfake_cli.runtime import autocast_dtype, configure_threads
+from deepfake_cli.runtime import autocast_dtype, configure_threads, resolve_device
 from deepfake_cli.swap.convert import ConvertOptions, convert
 from deepfake_cli.swap.convert_faces import DetectingLocator
 from deepfake_cli.swap.convert_frames import FrameJob, FrameSwapper
@@ -118,7 +118,7 @@ def bench(size: tuple[int, int], frames: int, repeats: int, model: SwapModel, ba
     """
     clip = write_clip(tmp / f"bench_{size[0]}.mp4", make_clip("grace_hopper", frames, size, seed=3).frames,
                       fps=25.0, audio=True)
-    options = ConvertOptions()
+    options = ConvertOptions(device=str(model.device))  # convert's own stages run where the model does
     cores = usable_cores()
     runs = []
     for _ in range(repeats):
@@ -157,9 +157,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=100, help="frames per clip (steady state, not start-up)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="where the swap model runs: cpu, cuda, cuda:N or auto")
     args = parser.parse_args()
     configure_threads()
-    device = torch.device("cpu")
+    device = resolve_device(args.device)
     model = original_model(device)
     backend = create_backend("offline", detector_threads=1)
     warm = make_clip("grace_hopper", 1, (640, 480)).frames[0]

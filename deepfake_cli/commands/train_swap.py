@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ import click
 from deepfake_cli.checkpoint import CONFIG_FILE
 from deepfake_cli.commands import config_options, device_option, resolve_device_name, settings
 from deepfake_cli.config import available_presets
+from deepfake_cli.runtime import rank
 from deepfake_cli.swap.train import INIT_PARTS, swap_config
 from deepfake_cli.swap.train import train_swap as run_train_swap
 
@@ -54,6 +56,10 @@ def train_swap(ctx: click.Context, faces_a: str, faces_b: str, model_dir: str, p
       dfk train-swap -A data/faces_alice -B data/faces_bob -o data/model --iterations 20000
       dfk train-swap -A faces_a -B faces_b -o model_gan --preset gan --set train.precision=bf16
       dfk train-swap -A data/faces_alice -B data/faces_carol -o data/model_ac --init-from data/model
+      torchrun --nproc_per_node=4 -m deepfake_cli train-swap -A faces_a -B faces_b -o model --preset hires
+
+    Under torchrun each process (rank) trains --batch-size faces per identity on its own GPU
+    (global batch = batch size x ranks); only rank 0 writes MODEL_DIR.
     """
     if init_parts is not None and init_from is None:
         raise click.UsageError("--init-parts needs --init-from")
@@ -64,7 +70,11 @@ def train_swap(ctx: click.Context, faces_a: str, faces_b: str, model_dir: str, p
         config_dir = init_from  # a new model takes the source's settings unless a preset or file says otherwise
     config = swap_config(config_dir, preset, config_file, [*overrides, *shortcuts])
     options = settings(ctx)
+    main_rank = rank() == 0
+    if not main_rank:  # under torchrun rank 0 reports; the other ranks only print errors
+        logging.getLogger("deepfake_cli").setLevel(logging.ERROR)
     summary = run_train_swap(faces_a, faces_b, model_dir, config, device=resolve_device_name(ctx, device),
                              seed=options.seed, progress=options.show_progress, minutes=minutes,
                              init_from=init_from, init_parts=init_parts or INIT_PARTS[0])
-    click.echo(summary.line())
+    if main_rank:
+        click.echo(summary.line())

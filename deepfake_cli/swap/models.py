@@ -169,5 +169,16 @@ class SwapNet(nn.Module):
         """Decode with identity ``side`` (``a`` or ``b``): RGB and optional mask."""
         return self.decoders[side](latent)
 
-    def forward(self, image: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.decode(self.encode(image), side)
+    def forward(self, image: torch.Tensor, side: str | Sequence[str]) -> Any:
+        """Swap or reconstruct faces ``image`` in one call.
+
+        ``side`` a string: decode every face with that identity; returns ``(rgb, mask)``.
+        ``side`` a sequence of identities (the training step: ``SIDES``): ``image`` holds one equal
+        part per identity, all encoded in one pass and each part decoded with its own identity;
+        returns one ``(rgb, mask)`` per part. A ``DistributedDataParallel`` wrapper sees the whole
+        training forward in this one call.
+        """
+        latent = self.encode(image)
+        if isinstance(side, str):
+            return self.decode(latent, side)
+        return tuple(self.decode(part, name) for name, part in zip(side, latent.chunk(len(side)), strict=True))

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from deepfake_cli.swap.models import SIDES, SwapNet
-from deepfake_cli.swap.sagan import Discriminator
+from deepfake_cli.swap.sagan import Discriminator, Discriminators
 from deepfake_cli.swap.schema import ModelConfig
 
 
@@ -18,8 +16,8 @@ def build_generator(model: ModelConfig) -> SwapNet:
     )
 
 
-def build_discriminators(model: ModelConfig) -> nn.ModuleDict:
+def build_discriminators(model: ModelConfig) -> Discriminators:
     """One self-attention, spectral-norm discriminator per identity (``a`` and ``b``)."""
-    return nn.ModuleDict({
+    return Discriminators({
         side: Discriminator(model.size, model.discriminator_widths, model.attention_at) for side in SIDES
     })

@@ -58,3 +58,17 @@ class Discriminator(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.net(image * 2.0 - 1.0)
+
+
+class Discriminators(nn.ModuleDict):
+    """One ``Discriminator`` per identity, keyed by side (state dict keys ``<side>.net...``).
+
+    ``forward`` scores the real and fake faces of every side in one call, as the discriminator
+    update of a training step needs them, so a ``DistributedDataParallel`` wrapper sees that
+    whole update as one forward.
+    """
+
+    def forward(self, real: Sequence[torch.Tensor], fake: Sequence[torch.Tensor]
+                ) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        """``(logits of real, logits of fake)`` per side, in the order of the sides' keys."""
+        return tuple((self[side](r), self[side](f)) for side, r, f in zip(self.keys(), real, fake, strict=True))

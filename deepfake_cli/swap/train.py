@@ -4,6 +4,18 @@ Starts a model directory or resumes it (``iterations`` is the total step to reac
 one ``SwapTrainer.step`` per iteration, ``log.csv`` rows, previews, background checkpoints. A
 NaN/inf loss rolls back to the last checkpoint with a lower learning rate; Ctrl-C saves first.
 A new model can start from another model's weights (``init_from``): the shared encoder, or all.
+
+Under ``torchrun --nproc_per_node=N`` the same call is one data-parallel run: each rank trains
+``train.batch_size`` faces per identity (the global batch is N times that) and only rank 0
+writes the model folder (checkpoints, config.yaml, state.json, log.csv, loss.png, previews,
+TensorBoard, the progress bar); the others read a checkpoint to resume or roll back, never write.
+
+Steps never wait for the device. Losses are summed on the device; at every logging, preview and
+checkpoint step those sums (and whether every weight is finite) come to the host in one
+transfer, all-reduced over the ranks, so every rank sees the same verdict. A NaN/inf found there
+rolls every rank back to the last checkpoint together. Non-finite steps are not skipped: their
+optimiser steps may have spread NaN into the weights, but nothing is logged, previewed or saved
+before the check, so the rollback restores the checkpoint (at most ``log_every`` steps are lost).
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,7 +39,15 @@ from deepfake_cli.checkpoint import CONFIG_FILE, MODEL_FILE
 from deepfake_cli.config import load_config, to_dict
 from deepfake_cli.errors import CheckpointError, ConfigError, InputError, TrainingError
 from deepfake_cli.media.alignments import Alignments
-from deepfake_cli.runtime import resolve_device
+from deepfake_cli.runtime import (
+    all_reduce_sum,
+    barrier,
+    distributed_group,
+    is_distributed,
+    rank,
+    rank_device,
+    world_size,
+)
 from deepfake_cli.swap.data import FaceSet, load_faces, model_coverage
 from deepfake_cli.swap.models import SIDES
 from deepfake_cli.swap.monitor import (
@@ -39,7 +60,7 @@ from deepfake_cli.swap.monitor import (
 )
 from deepfake_cli.swap.schema import ARCHITECTURE_KEYS, SwapConfig, validate
 from deepfake_cli.swap.store import TRAINING_FILE, Checkpoint, ModelStore, check_resumable
-from deepfake_cli.swap.trainer import NonFiniteLoss, SwapTrainer
+from deepfake_cli.swap.trainer import SwapTrainer
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +102,9 @@ class TrainSummary:
 
 
 def _run_info(config: SwapConfig, faces: dict[str, FaceSet], seed: int,
-              init_from: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The bookkeeping part of ``state.json`` (``load_swap_model`` reads the alignment part)."""
+              init_from: dict[str, Any] | None = None, ranks: int = 1) -> dict[str, Any]:
+    """The bookkeeping part of ``state.json`` (``load_swap_model`` reads the alignment part);
+    ``world_size`` is the number of ranks of the run that wrote it."""
     extract = faces["a"].alignments or Alignments()
     info = {
         "kind": config.model.kind,
@@ -92,6 +114,7 @@ def _run_info(config: SwapConfig, faces: dict[str, FaceSet], seed: int,
                       "crop": config.data.crop, "from_alignments": faces["a"].alignments is not None},
         "faces": {side: {"folder": str(faces[side].folder), "count": len(faces[side])} for side in SIDES},
         "seed": seed,
+        "world_size": ranks,
         "versions": {"dfk": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__},
     }
     if init_from is not None:
@@ -112,45 +135,98 @@ def _spread(images: torch.Tensor, count: int) -> torch.Tensor:
     return images[index.to(images.device)]
 
 
+@dataclass
+class _Check:
+    """What a logging/preview/save step learns from the device, the same on every rank."""
+
+    nonfinite: list[str]  # losses (and "weights") that were NaN/inf since the last row
+    means: dict[str, float]  # each loss's mean over the interval's steps and every rank
+    out_of_time: bool  # some rank passed the time limit
+    seconds: float  # time spent waiting for the device and the other ranks
+
+
 class _Run:
-    """The mutable state of one training session (step, log, rollbacks) around a trainer."""
+    """The mutable state of one training session (step, log, rollbacks) around a trainer.
+
+    ``writer`` (rank 0) writes the model folder; other ranks only ever read it.
+    """
 
     def __init__(self, trainer: SwapTrainer, store: ModelStore, info: dict[str, Any], step: int,
-                 seconds_before: float) -> None:
+                 seconds_before: float, writer: bool = True) -> None:
         self.trainer, self.store, self.info, self.step = trainer, store, info, step
         self.seconds_before = seconds_before  # training time of earlier sessions
         self.config = trainer.config
+        self.writer = writer
         self.log = TrainingLog(store.folder / LOG_FILE, trainer.loss_names, resume_step=step,
-                               writer=tensorboard_writer(store.folder / TENSORBOARD_DIR))
+                               writer=tensorboard_writer(store.folder / TENSORBOARD_DIR)) if writer else None
         self.rollbacks = 0
         count = self.config.train.preview_faces
-        self.preview_faces = {side: _spread(trainer.faces[side].images, count) for side in SIDES}
+        self.preview_faces = {side: _spread(trainer.faces[side].images, count) for side in SIDES} if writer else {}
 
     def save(self, seconds: float, background: bool = True) -> None:
-        """Checkpoint the current step (``seconds``: training time of this session so far)."""
+        """Checkpoint the current step (``seconds``: training time of this session so far); rank 0 only."""
+        if not self.writer:
+            return
         info = {**self.info, "lr_scale": self.trainer.lr_scale, "rollbacks": self.rollbacks,
                 "seconds": round(self.seconds_before + seconds, 1), "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
         self.store.save(self.step, self.trainer.model_state(), self.trainer.training_state(), info,
                         self.config.train.keep_backups, background=background)
-        if self.log.rows:
+        if self.log is not None and self.log.rows:
             self.log.plot(self.store.folder / PLOT_FILE)
 
     def preview(self) -> None:
-        write_preview(self.store.folder, self.step, self.trainer.preview(self.preview_faces))
+        """Write the preview grid of the current step; rank 0 only."""
+        if self.writer:
+            write_preview(self.store.folder, self.step, self.trainer.preview(self.preview_faces))
 
-    def rollback(self, error: NonFiniteLoss) -> None:
-        """Reload the last checkpoint with a lower learning rate, or stop if this keeps happening."""
+    def append_log(self, values: dict[str, float]) -> None:
+        """Add a ``log.csv`` row; rank 0 only."""
+        if self.log is not None:
+            self.log.append(values)
+
+    def check(self, interval: _Interval, over_time: bool) -> _Check:
+        """Bring the interval's loss sums, whether every weight is finite and ``over_time`` to the
+        host in one transfer, summed over the ranks (one all-reduce under torchrun)."""
+        started = time.perf_counter()
+        names, device = self.trainer.loss_names, self.trainer.device
+        zero = torch.zeros((), device=device)
+        parts = [interval.sums[name].float() if name in interval.sums else zero for name in names]
+        parts.append((~self.trainer.weights_finite()).float())
+        parts.append(torch.tensor(float(over_time), device=device))
+        values = all_reduce_sum(torch.stack(parts)).tolist()
+        ranks = world_size()
+        nonfinite = [name for name, value in zip(names, values, strict=False)
+                     if name in interval.sums and not math.isfinite(value)]
+        if values[-2] > 0:
+            nonfinite.append("weights")
+        means = {name: value / (interval.steps * ranks) for name, value in zip(names, values, strict=False)
+                 if name in interval.sums}
+        return _Check(nonfinite, means, values[-1] > 0, time.perf_counter() - started)
+
+    def locally_finite(self, interval: _Interval) -> bool:
+        """Whether this rank's losses since the last row and its weights are finite (host sync)."""
+        sums = [value.float() for value in interval.sums.values()]
+        return bool(self.trainer.weights_finite()) and all(math.isfinite(float(value)) for value in sums)
+
+    def rollback(self, names: list[str], since: int) -> None:
+        """Reload the last checkpoint with a lower learning rate on every rank, or stop if this keeps
+        happening. Rank 0 wrote that checkpoint; the others read it once it is on disk."""
         self.rollbacks += 1
         train = self.config.train
+        error = ", ".join(names)
         if self.rollbacks > train.max_rollbacks:
             raise TrainingError(f"loss became NaN/inf ({error}) again after {train.max_rollbacks} rollbacks; "
                                 "try a lower train.lr or train.precision=fp32")
         failed_at, scale = self.step, self.trainer.lr_scale * train.nan_lr_factor
+        if self.writer:
+            self.store.wait()  # a background save in flight finishes first
+        barrier()
         self.step = restore(self.trainer, self.store.load())
         self.trainer.set_lr_scale(scale)
-        self.log.truncate(self.step)
-        log.warning("non-finite loss (%s) at step %d: rolled back to step %d, learning rate x%.3g",
-                    error, failed_at, self.step, scale)
+        if self.log is not None:
+            self.log.truncate(self.step)
+        log.warning("non-finite loss (%s) in steps %d-%d: rolled back to step %d, learning rate x%.3g",
+                    error, since + 1, failed_at, self.step, scale)
 
 
 @contextlib.contextmanager
@@ -268,6 +344,8 @@ def restore(trainer: SwapTrainer, checkpoint: Checkpoint) -> int:
     trainer.load_model_state(checkpoint.model, MODEL_FILE)
     if checkpoint.training is not None:
         trainer.load_training_state(checkpoint.training, TRAINING_FILE)
+    else:
+        trainer.reset_scalers()
     return checkpoint.step
 
 
@@ -294,6 +372,10 @@ def train_swap(faces_a: str | Path, faces_b: str | Path, model_dir: str | Path, 
     ``init_parts="encoder"`` takes every generator weight outside ``decoders.``, ``"all"`` the
     whole generator and a gan's discriminators; optimiser state, step and log start afresh.
 
+    Under torchrun every rank makes this call: it joins the process group (and leaves it after) unless
+    the caller already did, trains ``config.train.batch_size`` faces per identity per rank, and only
+    rank 0 writes ``model_dir``; the summary is the same on every rank.
+
     Raises ``ConfigError`` for an invalid config or a resume/init with a different architecture,
     ``InputError`` for missing/too few faces, a missing ``init_from`` model or ``init_from`` onto a
     folder with a checkpoint, ``BackendError`` when perceptual weights are missing,
@@ -312,35 +394,47 @@ def train_swap(faces_a: str | Path, faces_b: str | Path, model_dir: str | Path, 
         if changed:
             log.info("resuming with changed settings: %s", "; ".join(changed))
     init = read_init_source(init_from, init_parts, config) if init_from is not None else None
-    torch_device = resolve_device(device)
-    loss = config.loss
-    faces = {side: load_faces(folder, config.model.size, config.data.crop, loss.eye, loss.mouth, torch_device,
-                              loss.background) for side, folder in zip(SIDES, (faces_a, faces_b), strict=True)}
-    _check_coverages(faces)
-    trainer = SwapTrainer(config, faces, torch_device, seed)
-    init_record = None
-    if init is not None:
-        apply_init(trainer, init)
-        init_record, init = init.record(), None  # let the source's tensors go
-    checkpoint = store.load() if store.has_checkpoint else None
-    if checkpoint is not None:
-        init_record = checkpoint.info.get("init_from")  # a resumed model keeps what it started from
-    step = restore(trainer, checkpoint) if checkpoint is not None else 0
-    summary = TrainSummary(store.folder, step, step)
-    if step >= config.train.iterations:
-        return summary
-    store.write_config(config)
-    seconds_before = float(checkpoint.info.get("seconds", 0.0)) if checkpoint is not None else 0.0
-    run = _Run(trainer, store, _run_info(config, faces, seed, init_record), step, seconds_before)
-    with reusing_freed_memory() if torch_device.type == "cpu" else contextlib.nullcontext():
-        if checkpoint is None:
-            run.save(0.0)  # a step-0 checkpoint makes every later NaN rollback possible
-        _loop(run, summary, progress, None if minutes is None else 60.0 * minutes)
+    torch_device = rank_device(device)  # under torchrun: cuda:LOCAL_RANK, or the CPU
+    with distributed_group(torch_device) as distributed:
+        writer, ranks = rank() == 0, world_size()
+        loss = config.loss
+        faces = {side: load_faces(folder, config.model.size, config.data.crop, loss.eye, loss.mouth, torch_device,
+                                  loss.background) for side, folder in zip(SIDES, (faces_a, faces_b), strict=True)}
+        _check_coverages(faces)
+        trainer = SwapTrainer(config, faces, torch_device, seed, rank=rank())
+        init_record = None
+        if init is not None:
+            apply_init(trainer, init)
+            init_record, init = init.record(), None  # let the source's tensors go
+        checkpoint = store.load() if store.has_checkpoint else None  # every rank reads it
+        if checkpoint is not None:
+            init_record = checkpoint.info.get("init_from")  # a resumed model keeps what it started from
+            saved_ranks = int(checkpoint.info.get("world_size", 1))
+            if saved_ranks != ranks:
+                log.info("resuming a model trained on %d rank(s) on %d: the global batch is now %d faces per "
+                         "identity", saved_ranks, ranks, ranks * config.train.batch_size)
+        step = restore(trainer, checkpoint) if checkpoint is not None else 0
+        summary = TrainSummary(store.folder, step, step)
+        if step >= config.train.iterations:
+            return summary
+        if distributed:
+            trainer.distribute()
+        barrier()  # every rank has read the folder before rank 0 writes to it
+        if writer:
+            store.write_config(config)
+        seconds_before = float(checkpoint.info.get("seconds", 0.0)) if checkpoint is not None else 0.0
+        run = _Run(trainer, store, _run_info(config, faces, seed, init_record, ranks), step, seconds_before,
+                   writer=writer)
+        with reusing_freed_memory() if torch_device.type == "cpu" else contextlib.nullcontext():
+            if checkpoint is None:
+                run.save(0.0)  # a step-0 checkpoint makes every later NaN rollback possible
+            _loop(run, summary, progress and writer, None if minutes is None else 60.0 * minutes)
+        barrier()  # rank 0's last checkpoint is on disk when any rank returns
     return summary
 
 
 class _Interval:
-    """Loss sums and step time since the last ``log.csv`` row."""
+    """Loss sums (on the device) and step time since the last ``log.csv`` row."""
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
@@ -351,52 +445,70 @@ class _Interval:
             self.sums[name] = self.sums[name] + value if name in self.sums else value
         self.steps, self.seconds = self.steps + 1, self.seconds + seconds
 
-    def means(self) -> dict[str, float]:
-        return {name: float(total) / self.steps for name, total in self.sums.items()}
-
 
 def _loop(run: _Run, summary: TrainSummary, progress: bool, time_limit: float | None) -> None:
+    """Train up to ``train.iterations`` or ``time_limit`` seconds; every logging, preview and save
+    step first checks the losses since the last row (``_Run.check``): a NaN/inf rolls back."""
     train = run.config.train
-    faces_per_step = 2 * train.batch_size
-    interval = _Interval()
+    distributed = is_distributed()
+    faces_per_step = 2 * train.batch_size * world_size()  # the global batch: every rank's faces
+    interval, checked = _Interval(), run.step
     bar = tqdm(total=train.iterations, initial=run.step, unit="step", disable=not progress, dynamic_ncols=True)
+    out_of_time = False
     try:
-        while run.step < train.iterations and (time_limit is None or summary.seconds < time_limit):
+        while run.step < train.iterations and not out_of_time:
             started = time.perf_counter()
-            try:
-                losses = run.trainer.step(run.step)
-            except NonFiniteLoss as error:
-                run.rollback(error)
-                interval = _Interval()
-                bar.reset(total=train.iterations)
-                bar.update(run.step)
-                continue
+            losses = run.trainer.step(run.step)
             elapsed = time.perf_counter() - started
             run.step += 1
             summary.seconds += elapsed
             interval.add(losses, elapsed)
             bar.update(1)
-            if run.step % train.log_every == 0 or run.step == train.iterations:
-                summary.losses = interval.means()
+            over_time = time_limit is not None and summary.seconds >= time_limit
+            # One process stops as soon as its time is up; ranks agree on stopping at the next check.
+            out_of_time = over_time and not distributed
+            log_now = run.step % train.log_every == 0 or run.step == train.iterations
+            preview_now = run.step % train.preview_every == 0 or run.step == train.iterations
+            save_now = run.step % train.save_every == 0 and run.step < train.iterations
+            if not (log_now or preview_now or save_now or out_of_time):
+                continue
+            check = run.check(interval, over_time)
+            summary.seconds += check.seconds
+            interval.seconds += check.seconds
+            out_of_time = out_of_time or check.out_of_time
+            if check.nonfinite:
+                run.rollback(check.nonfinite, checked)
+                interval, checked = _Interval(), run.step
+                bar.reset(total=train.iterations)
+                bar.update(run.step)
+                continue  # when out of time, the loop ends and saves the restored step
+            checked = run.step
+            if log_now:
+                summary.losses = check.means
                 speed = faces_per_step * interval.steps / max(interval.seconds, 1e-9)
-                run.log.append({"step": run.step, "seconds": run.seconds_before + summary.seconds,
+                run.append_log({"step": run.step, "seconds": run.seconds_before + summary.seconds,
                                 "faces_per_s": speed, "lr": run.trainer.opt_g.param_groups[0]["lr"],
                                 **summary.losses})
                 shown = {k: v for k, v in summary.losses.items() if k.endswith("_recon") or k.startswith("d_")}
                 bar.set_postfix_str(" ".join(f"{k} {v:.4f}" for k, v in shown.items()) + f" {speed:.1f} faces/s")
                 interval = _Interval()
-            if run.step % train.preview_every == 0 or run.step == train.iterations:
+            if preview_now:
                 run.preview()
-            if run.step % train.save_every == 0 and run.step < train.iterations:
+            if save_now:
                 run.save(summary.seconds)
-        run.save(summary.seconds, background=False)
+        run.save(summary.seconds, background=False)  # every step up to here has been checked
     except KeyboardInterrupt:
         bar.close()
-        run.save(summary.seconds, background=False)
-        log.warning("interrupted: saved step %d to %s", run.step, run.store.folder)
+        if run.writer and run.locally_finite(interval):
+            run.save(summary.seconds, background=False)
+            log.warning("interrupted: saved step %d to %s", run.step, run.store.folder)
+        elif run.writer:
+            log.warning("interrupted: losses or weights were NaN/inf at step %d; %s keeps its last checkpoint",
+                        run.step, run.store.folder)
         raise
     finally:
         bar.close()
-        run.log.close()
+        if run.log is not None:
+            run.log.close()
     summary.step, summary.rollbacks = run.step, run.rollbacks
     summary.faces_per_s = faces_per_step * (run.step - summary.start_step) / max(summary.seconds, 1e-9)

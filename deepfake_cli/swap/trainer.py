@@ -4,6 +4,12 @@
 trains both identities at once: A's and B's warped faces go through the shared encoder as one
 batch, each half through its own decoder. A ``gan`` model also updates one discriminator per
 identity and blends its output with the input through the predicted alpha mask.
+
+Under torchrun (``distribute``) the generator and the discriminators are wrapped in
+``DistributedDataParallel``: each rank draws its own batch (its own random stream, seed + rank)
+and backward averages the gradients over the ranks, so every rank takes the same optimiser step.
+A step never syncs with the host: whether its losses were finite is read from the running loss
+sums at the next logging/preview/save step (see ``train.py``).
 """
 
 from __future__ import annotations
@@ -32,19 +38,12 @@ from deepfake_cli.swap.losses import (
 )
 from deepfake_cli.swap.models import SIDES
 from deepfake_cli.swap.networks import build_discriminators, build_generator
+from deepfake_cli.swap.sagan import Discriminators
 from deepfake_cli.swap.schema import SwapConfig, active_terms, loss_weights
 
 log = logging.getLogger(__name__)
 
 Decoded = tuple[torch.Tensor, torch.Tensor | None]
-
-
-class NonFiniteLoss(Exception):
-    """A loss became NaN or infinite; ``names`` lists which."""
-
-    def __init__(self, names: list[str]) -> None:
-        super().__init__(", ".join(names))
-        self.names = names
 
 
 def composite(decoded: Decoded, face: torch.Tensor) -> torch.Tensor:
@@ -57,9 +56,13 @@ def composite(decoded: Decoded, face: torch.Tensor) -> torch.Tensor:
     return mask * rgb + (1.0 - mask) * face
 
 
-def generator_seed(state: torch.Tensor) -> int:
-    """A seed derived from a saved generator state: the same state always gives the same seed."""
-    digest = hashlib.sha256(state.detach().cpu().contiguous().numpy().tobytes()).digest()
+def generator_seed(state: torch.Tensor, rank: int = 0) -> int:
+    """A seed derived from a saved generator state (and, for ranks above 0, the rank): the same
+    state and rank always give the same seed."""
+    data = state.detach().cpu().contiguous().numpy().tobytes()
+    if rank:
+        data += b"rank" + rank.to_bytes(8, "little")
+    digest = hashlib.sha256(data).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
@@ -104,26 +107,27 @@ def load_scaler_state(scaler: torch.amp.GradScaler, state: Any) -> bool:
     return True
 
 
-def _check_finite(losses: Mapping[str, torch.Tensor]) -> None:
-    values = torch.stack([v.detach().float() for v in losses.values()])
-    if not bool(torch.isfinite(values).all()):
-        raise NonFiniteLoss([k for k, v in losses.items() if not torch.isfinite(v).all()])
-
-
 class SwapTrainer:
     """Networks, optimisers and augmentation of one training run; ``step`` trains one batch."""
 
-    def __init__(self, config: SwapConfig, faces: Mapping[str, FaceSet], device: torch.device, seed: int) -> None:
+    def __init__(self, config: SwapConfig, faces: Mapping[str, FaceSet], device: torch.device, seed: int,
+                 rank: int = 0) -> None:
         """Build networks and optimisers; loads the perceptual backbone if the loss uses it
-        (``BackendError`` if its weights cannot be had)."""
-        self.config, self.faces, self.device = config, faces, device
+        (``BackendError`` if its weights cannot be had).
+
+        Every rank builds the same initial weights from ``seed``; augmentation and sampling draw
+        from a random generator seeded ``seed + rank``, so ranks train on different batches.
+        """
+        self.config, self.faces, self.device, self.rank = config, faces, device, rank
         self.terms = active_terms(config)
         if "mask_face" in self.terms and any(faces[side].hulls is None for side in SIDES):
             log.warning("loss.mask_face needs landmarks (alignments.json) for both face sets: term off")
             self.terms = tuple(t for t in self.terms if t != "mask_face")
         self.perceptual: PerceptualLoss | None = None
         if "perceptual" in self.terms:
-            self.perceptual = load_perceptual(config.perceptual.weights, config.perceptual.layers, device)
+            with torch.random.fork_rng(devices=[]):  # ``random`` weights: the same on every rank and run
+                torch.manual_seed(seed)
+                self.perceptual = load_perceptual(config.perceptual.weights, config.perceptual.layers, device)
         self.dtype = autocast_dtype(device, config.train.precision, cpu_bf16_when_native=True)
         torch.manual_seed(seed)
         self.generator = build_generator(config.model).to(device)
@@ -131,17 +135,41 @@ class SwapTrainer:
         fused = device.type in ("cpu", "cuda")
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train.lr,
                                       betas=(train.beta1, train.beta2), fused=fused)
-        self.discriminators: nn.ModuleDict | None = None
+        self.discriminators: Discriminators | None = None
         self.opt_d: torch.optim.Adam | None = None
         if config.model.kind == "gan":
             self.discriminators = build_discriminators(config.model).to(device)
             self.opt_d = torch.optim.Adam(self.discriminators.parameters(), lr=train.lr_discriminator,
                                           betas=(train.beta1, train.beta2), fused=fused)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        # One grad scaler per optimiser: each unscales, checks and updates its own gradients, so the
+        # discriminator update is complete (scaler updated) before the generator's starts.
+        fp16 = self.dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16) if self.discriminators is not None else None
         self.rng = torch.Generator(device=device)
-        self.rng.manual_seed(seed)
+        self.rng.manual_seed(seed + rank)
         self.augment = Augmenter(config.augment, self.rng)
         self.lr_scale = 1.0
+        # What the training step calls: the networks, or their DistributedDataParallel wrappers.
+        self._generator_step: nn.Module = self.generator
+        self._discriminator_step: nn.Module | None = self.discriminators
+
+    def distribute(self) -> None:
+        """Wrap generator and discriminators in ``DistributedDataParallel`` (process group up).
+
+        Call once every rank holds the same weights (DDP also broadcasts rank 0's at wrapping).
+        The step's forwards then go through the wrappers, so backward averages gradients over the
+        ranks; ``generator``/``discriminators`` stay the plain modules (checkpoints, previews and
+        the generator's adversarial pass use them, the latter with the discriminators frozen).
+        """
+        from torch.nn.parallel import DistributedDataParallel
+
+        devices = None
+        if self.device.type == "cuda":
+            devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+        self._generator_step = DistributedDataParallel(self.generator, device_ids=devices)
+        if self.discriminators is not None:
+            self._discriminator_step = DistributedDataParallel(self.discriminators, device_ids=devices)
 
     @property
     def loss_names(self) -> list[str]:
@@ -152,16 +180,24 @@ class SwapTrainer:
     def step(self, step: int) -> dict[str, torch.Tensor]:
         """Train one batch of each identity at global ``step``; returns detached unweighted losses.
 
-        Raises ``NonFiniteLoss`` (before updating the generator) when a loss is NaN or infinite.
+        Nothing here waits for the device: a NaN or infinite loss is not caught here but by the
+        caller from the returned losses (its optimiser step has then spread NaN into the weights,
+        which the caller's rollback to the last checkpoint replaces).
         """
+        return self.train_batches(self.sample_batches(), step)
+
+    def sample_batches(self) -> dict[str, Batch]:
+        """One augmented batch of ``train.batch_size`` faces per identity, from this rank's generator."""
+        size = self.config.train.batch_size
+        return {side: self.augment(*self.faces[side].sample(size, self.rng)) for side in SIDES}
+
+    def train_batches(self, batches: Mapping[str, Batch], step: int) -> dict[str, torch.Tensor]:
+        """One optimisation step on ``batches`` (one per identity) at global ``step``; see ``step``."""
         self._schedule_lr(step)
         weights = loss_weights(self.config.loss, step)
-        batch_size = self.config.train.batch_size
-        batches = {side: self.augment(*self.faces[side].sample(batch_size, self.rng)) for side in SIDES}
         with autocast(self.device, self.dtype):
-            latent = self.generator.encode(torch.cat([batches[side].warped for side in SIDES]))
-            halves = zip(SIDES, latent.chunk(2), strict=True)
-            decoded = {side: self.generator.decode(part, side) for side, part in halves}
+            parts = self._generator_step(torch.cat([batches[side].warped for side in SIDES]), SIDES)
+            decoded = dict(zip(SIDES, parts, strict=True))
         outputs = {side: composite(decoded[side], batches[side].warped) for side in SIDES}
         losses: dict[str, torch.Tensor] = {}
         for side in SIDES:
@@ -169,7 +205,6 @@ class SwapTrainer:
         if self.discriminators is not None:
             losses.update(self._train_discriminators(batches, outputs))
             losses.update(self._adversarial_terms(outputs))
-        _check_finite(losses)
         total = sum(weights[name.split("_", 1)[1]] * value for name, value in losses.items()
                     if not name.startswith("d_"))
         self.opt_g.zero_grad(set_to_none=True)
@@ -208,16 +243,17 @@ class SwapTrainer:
 
     def _train_discriminators(self, batches: Mapping[str, Batch],
                               outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        assert self.discriminators is not None and self.opt_d is not None
+        assert self._discriminator_step is not None and self.opt_d is not None and self.scaler_d is not None
         mode = self.config.loss.adversarial_mode
         with autocast(self.device, self.dtype):
-            losses = {f"d_{side}": discriminator_loss(self.discriminators[side](batches[side].target),
-                                                      self.discriminators[side](outputs[side].detach()), mode)
-                      for side in SIDES}
-        _check_finite(losses)
+            scores = self._discriminator_step(tuple(batches[side].target for side in SIDES),
+                                              tuple(outputs[side].detach() for side in SIDES))
+            losses = {f"d_{side}": discriminator_loss(real, fake, mode)
+                      for side, (real, fake) in zip(SIDES, scores, strict=True)}
         self.opt_d.zero_grad(set_to_none=True)
-        self.scaler.scale(sum(losses.values())).backward()
-        self.scaler.step(self.opt_d)
+        self.scaler_d.scale(sum(losses.values())).backward()
+        self.scaler_d.step(self.opt_d)
+        self.scaler_d.update()
         return losses
 
     def _adversarial_terms(self, outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -225,6 +261,8 @@ class SwapTrainer:
         if "adversarial" not in self.terms:
             return {}
         mode = self.config.loss.adversarial_mode
+        # The plain modules, frozen: only the generator learns from this pass, and it is no
+        # forward of the discriminators' DistributedDataParallel wrapper (which expects gradients).
         self.discriminators.requires_grad_(False)
         try:
             with autocast(self.device, self.dtype):
@@ -278,14 +316,17 @@ class SwapTrainer:
     def training_state(self) -> dict[str, Any]:
         """Optimiser, grad-scaler and random-generator state (what ``training.pt`` holds).
 
+        Under torchrun only rank 0 saves: the random state is rank 0's (other ranks derive theirs
+        from it on loading, see ``load_training_state``); nothing else depends on the ranks.
         The generator's state is a CPU ByteTensor saved with the device type it came from
         (``rng_device``), so a run on another kind of device knows it cannot take it as it is.
         """
         state: dict[str, Any] = {"opt_g": self.opt_g.state_dict(), "scaler": self.scaler.state_dict(),
                                  "rng": self.rng.get_state().cpu(), "rng_device": self.rng.device.type,
                                  "lr_scale": self.lr_scale}
-        if self.opt_d is not None:
+        if self.opt_d is not None and self.scaler_d is not None:
             state["opt_d"] = self.opt_d.state_dict()
+            state["scaler_d"] = self.scaler_d.state_dict()
         return state
 
     def load_model_state(self, state: Mapping[str, Any], where: str) -> None:
@@ -305,7 +346,13 @@ class SwapTrainer:
         move to the parameters' device, the grad scaler and random generator follow
         ``load_scaler_state`` and ``restore_generator``. A part that cannot be restored is a
         ``CheckpointError`` naming it (optimiser, grad-scaler or random-generator state).
+
+        The grad scalers start afresh before loading (``reset_scalers``), so a step cut short
+        between a scaler's ``step`` and ``update`` cannot break the next one. Rank 0 continues the
+        saved random stream; rank r > 0 re-seeds from a hash of that state and r (deterministic,
+        a new stream after every checkpoint, for any number of ranks).
         """
+        self.reset_scalers()
         part = "optimiser state does not fit the configured model"
         try:
             self.opt_g.load_state_dict(state["opt_g"])
@@ -313,11 +360,27 @@ class SwapTrainer:
                 self.opt_d.load_state_dict(state["opt_d"])
             part = "unusable grad-scaler state"
             load_scaler_state(self.scaler, state.get("scaler"))
+            if self.scaler_d is not None:  # checkpoints before the split shared one scaler
+                load_scaler_state(self.scaler_d, state.get("scaler_d", state.get("scaler")))
             part = "unusable random-generator (rng) state"
             restore_generator(self.rng, state["rng"], state.get("rng_device"))
+            if self.rank:
+                self.rng.manual_seed(generator_seed(state["rng"], self.rank))
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if isinstance(exc, KeyError):
                 first = f"missing {first}"
             raise CheckpointError(f"{part}: {first}", where) from None
         self.set_lr_scale(float(state.get("lr_scale", 1.0)))
+
+    def reset_scalers(self) -> None:
+        """Fresh grad scalers (same device and enabled flag) in place of the current ones."""
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.scaler.is_enabled())
+        if self.scaler_d is not None:
+            self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=self.scaler_d.is_enabled())
+
+    def weights_finite(self) -> torch.Tensor:
+        """A 0-d bool tensor on the device: whether every weight is finite (no host sync)."""
+        modules = [self.generator] + ([self.discriminators] if self.discriminators is not None else [])
+        flags = [torch.isfinite(p).all() for module in modules for p in module.parameters()]
+        return torch.stack(flags).all()
