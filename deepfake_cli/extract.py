@@ -1,5 +1,8 @@
 """The extract stage: find faces, landmark and align them, write PNGs and ``alignments.json``.
 
+With a reference (``ExtractOptions.reference``) only that person's faces are kept: each face found
+is compared with the reference's identity descriptor (``faces.identity.IdentityMatcher``).
+
 Resumable: sources already listed in the output's alignments file are skipped, and the file is
 rewritten (atomically) after each source, so an interrupted run loses at most one source's work.
 """
@@ -20,6 +23,7 @@ from deepfake_cli.checkpoint import atomic_path
 from deepfake_cli.errors import InputError, NoFaceError
 from deepfake_cli.faces import DetectedFace, FaceBackend, create_backend
 from deepfake_cli.faces.align import alignment_matrix, warp_face
+from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE, IdentityMatcher
 from deepfake_cli.media.alignments import ALIGNMENTS_FILE, Alignments, FaceRecord, load_alignments, save_alignments
 from deepfake_cli.media.images import encode_png
 from deepfake_cli.media.pipeline import run_pipeline
@@ -42,6 +46,8 @@ class ExtractOptions:
     fan_weights: str | None = None
     flip_input: bool = False
     device: str = "cpu"
+    reference: str | None = None
+    reference_distance: float = SAME_PERSON_DISTANCE
 
     def check(self) -> None:
         """Reject out-of-range values with a clear message."""
@@ -53,6 +59,8 @@ class ExtractOptions:
             raise InputError(f"--every-n must be at least 1, got {self.every_n}")
         if not 0.0 <= self.min_score <= 1.0:
             raise InputError(f"--min-score must be within 0..1, got {self.min_score}")
+        if not 0.0 < self.reference_distance <= 2.0:
+            raise InputError(f"--reference-distance must be within 0..2, got {self.reference_distance}")
 
 
 @dataclass
@@ -65,11 +73,13 @@ class ExtractSummary:
     frames: int = 0
     faces: int = 0
     duplicates: int = 0
+    others: int = 0
     without_faces: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     detect_seconds: float = 0.0
     landmark_seconds: float = 0.0
+    identity_seconds: float = 0.0
 
     def line(self) -> str:
         """A one-line summary for the terminal."""
@@ -78,6 +88,8 @@ class ExtractSummary:
             parts.append(f"{self.resumed} already done")
         if self.duplicates:
             parts.append(f"{self.duplicates} duplicates dropped")
+        if self.others:
+            parts.append(f"{self.others} faces of other people left out")
         if self.without_faces:
             parts.append(f"{len(self.without_faces)} without faces")
         if self.failed:
@@ -87,18 +99,24 @@ class ExtractSummary:
 
 @dataclass
 class FinderTimes:
-    """Seconds spent in the detector and the landmarker, for benchmarks."""
+    """Seconds spent in the detector and the landmarker (and, with a reference, computing identity
+    descriptors), for benchmarks."""
 
     detect: float = 0.0
     landmarks: float = 0.0
+    identity: float = 0.0
+    descriptors: int = 0
 
 
 class FaceFinder:
-    """Detect, filter and landmark faces in frames with one backend."""
+    """Detect, filter and landmark faces in frames with one backend; with a ``matcher``, only the
+    reference person's faces are kept."""
 
-    def __init__(self, backend: FaceBackend, options: ExtractOptions) -> None:
+    def __init__(self, backend: FaceBackend, options: ExtractOptions, matcher: IdentityMatcher | None = None) -> None:
         self.backend = backend
         self.options = options
+        self.matcher = matcher
+        self.others = 0
         self.times = FinderTimes()
 
     def keeps(self, face: DetectedFace) -> bool:
@@ -119,12 +137,37 @@ class FaceFinder:
         self.times.landmarks += time.perf_counter() - start
         return faces
 
+    def identify(self, image: np.ndarray, faces: list[DetectedFace]) -> list[float]:
+        """Distance of each of ``faces`` (landmarked) to the reference (timed; needs a matcher)."""
+        assert self.matcher is not None
+        start, computed = self.matcher.seconds, self.matcher.computed
+        distances = self.matcher.distances(image, faces)
+        self.times.identity += self.matcher.seconds - start
+        self.times.descriptors += self.matcher.computed - computed
+        return distances
+
     def find(self, image: np.ndarray) -> list[DetectedFace]:
-        """Faces passing the size/score filters, largest first (only the largest unless all_faces)."""
+        """Faces passing the size/score filters, largest first (only the largest unless all_faces).
+
+        With a matcher: only the faces of the reference person, largest first (only the nearest to
+        the reference unless all_faces)."""
         kept = sorted(filter(self.keeps, self.detect(image)), key=lambda f: f.area, reverse=True)
+        if self.matcher is not None:
+            return self._find_reference(image, kept)
         if not self.options.all_faces:
             kept = kept[:1]
         return self.landmark(image, kept) if kept else []
+
+    def _find_reference(self, image: np.ndarray, kept: list[DetectedFace]) -> list[DetectedFace]:
+        assert self.matcher is not None
+        faces = self.landmark(image, kept) if kept else []
+        distances = self.identify(image, faces)
+        matching = [(d, i) for i, d in enumerate(distances) if d < self.matcher.threshold]
+        self.others += len(faces) - len(matching)
+        if not self.options.all_faces:
+            self.others += len(matching[1:])
+            matching = sorted(matching)[:1]
+        return [faces[i] for _, i in sorted(matching, key=lambda m: m[1])]
 
 
 def _unique_stem(source: Path, taken: dict[str, str]) -> str:
@@ -192,13 +235,16 @@ def extract(
     options.check()
     target = Path(outdir)
     sources = [s.resolve() for s in collect_sources(list(inputs))]
+    backend = backend or create_backend(
+        options.detector, device=options.device, fan_weights=options.fan_weights,
+        flip_input=options.flip_input, score_threshold=min(options.min_score, 0.8))
+    matcher = (IdentityMatcher.from_reference(options.reference, backend, options.reference_distance)
+               if options.reference else None)
     created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     alignments = _open_alignments(target, options)
     fresh = not alignments.sources
-    finder = FaceFinder(backend or create_backend(
-        options.detector, device=options.device, fan_weights=options.fan_weights,
-        flip_input=options.flip_input, score_threshold=min(options.min_score, 0.8)), options)
+    finder = FaceFinder(backend, options, matcher)
     summary = ExtractSummary(outdir=target, sources=len(sources))
     started = time.perf_counter()
     todo = [s for s in sources if str(s) not in alignments.sources]
@@ -221,6 +267,7 @@ def extract(
         writer.close()
     summary.seconds = time.perf_counter() - started
     summary.detect_seconds, summary.landmark_seconds = finder.times.detect, finder.times.landmarks
+    summary.identity_seconds, summary.others = finder.times.identity, finder.others
     if not alignments.faces:
         if fresh:
             (target / ALIGNMENTS_FILE).unlink(missing_ok=True)

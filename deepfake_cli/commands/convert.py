@@ -7,6 +7,7 @@ import click
 from deepfake_cli.commands import device_option, resolve_device_name, settings, shard_option
 from deepfake_cli.faces.blend import BLEND_METHODS
 from deepfake_cli.faces.color import COLOR_METHODS
+from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE
 from deepfake_cli.faces.masks import MASK_KINDS
 from deepfake_cli.media.shards import Shard
 from deepfake_cli.media.video import ENCODER_PRESETS
@@ -28,6 +29,11 @@ from deepfake_cli.swap.convert_faces import REDETECT_EVERY
 @click.option("--redetect", type=int, default=REDETECT_EVERY, show_default=True, metavar="N",
               help="Search the whole frame for faces every N frames and follow the face in between "
                    "(1 searches every whole frame; not used with --alignments).")
+@click.option("--reference", type=click.Path(path_type=str), default=None, metavar="IMAGE|FOLDER",
+              help="Swap only this person's face: an image, a folder of images or an extract folder of them "
+                   "(matched by dlib's identity descriptor; frames where nobody matches stay as they are).")
+@click.option("--reference-distance", type=float, default=SAME_PERSON_DISTANCE, show_default=True,
+              help="Largest descriptor distance to the --reference that counts as the same person.")
 @click.option("--mask", type=click.Choice(MASK_KINDS), default=None,
               help="Blend mask: learned (gan models), hull of the landmarks, combined (their product), or "
                    "occlusion (the hull minus whatever a face parser sees covering the face: hands, hair, "
@@ -63,7 +69,8 @@ from deepfake_cli.swap.convert_faces import REDETECT_EVERY
 @device_option
 @click.pass_context
 def convert(ctx: click.Context, input_path: str, model_dir: str, output: str, direction: str, alignments: str | None,
-            redetect: int, mask: str | None, parser_weights: str | None, erode: float | None, blur: float | None,
+            redetect: int, reference: str | None, reference_distance: float,
+            mask: str | None, parser_weights: str | None, erode: float | None, blur: float | None,
             color: str, blend: str, smooth: float,
             batch_size: int, crf: int, preset: str, codec: str, watermark: bool, shard: Shard | None, overwrite: bool,
             device: str | None) -> None:
@@ -75,11 +82,13 @@ def convert(ctx: click.Context, input_path: str, model_dir: str, output: str, di
       dfk convert data/clips/ -m models/alice_bob -o data/swapped/ --blend poisson --watermark
       dfk convert data/clips/ -m models/alice_bob -o data/swapped/ --shard auto/8   # in a SLURM array 1-8
       dfk convert data/talk.mp4 -m models/alice_bob -o out.mp4 --mask occlusion --parser-weights 79999_iter.pth
+      dfk convert data/party.mp4 -m models/alice_bob -o out.mp4 --reference data/faces_alice/
     """
     options = ConvertOptions(
         direction=direction, mask=mask, erode=erode, blur=blur, color=color, blend=blend, smooth=smooth,
         batch_size=batch_size, crf=crf, preset=preset, codec=codec, watermark=watermark, alignments=alignments,
         redetect=redetect, device=resolve_device_name(ctx, device), parser_weights=parser_weights,
+        reference=reference, reference_distance=reference_distance,
     )
     summary = run_convert(input_path, output, model_dir, options, progress=settings(ctx).show_progress,
                           shard=shard, overwrite=overwrite)

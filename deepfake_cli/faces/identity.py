@@ -1,17 +1,21 @@
 """Face identity descriptors: dlib's 128-D ResNet embedding (shipped in face-recognition-models).
 
 Two faces whose descriptors are closer than ``SAME_PERSON_DISTANCE`` (0.6, dlib's documented
-threshold) are taken to be the same person.
+threshold) are taken to be the same person. ``IdentityMatcher`` picks one person's faces out of a
+crowd (``--reference`` of extract and convert).
 """
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deepfake_cli.faces.base import DetectedFace
+from deepfake_cli.errors import ConfigError, InputError, NoFaceError
+from deepfake_cli.faces.base import DetectedFace, FaceBackend
 from deepfake_cli.faces.offline import dlib_model_path
 
 SAME_PERSON_DISTANCE = 0.6
@@ -32,3 +36,106 @@ def face_descriptor(image: np.ndarray, face: DetectedFace) -> np.ndarray:
     points = [dlib.point(int(round(x)), int(round(y))) for x, y in face.landmarks]
     shape = dlib.full_object_detection(dlib.rectangle(x1, y1, x2, y2), points)
     return np.asarray(_recognizer().compute_face_descriptor(np.ascontiguousarray(image), shape), dtype=np.float64)
+
+
+REFERENCE_FACES = 32
+"""The most faces a reference is averaged over (videos and large folders are subsampled)."""
+
+
+def _aligned_descriptors(folder: Path, max_faces: int) -> list[np.ndarray]:
+    """Descriptors of the faces an extract folder lists (with the records' landmarks; no detection)."""
+    from deepfake_cli.media.alignments import load_alignments, split_missing
+    from deepfake_cli.media.images import read_image
+    from deepfake_cli.sort import score_face
+
+    alignments = load_alignments(folder)
+    records = split_missing(alignments, folder)[0]
+    if len(records) > max_faces:
+        records = [records[i] for i in np.linspace(0, len(records) - 1, max_faces).round().astype(int)]
+    return [score_face(read_image(folder / r.file), r, alignments.coverage).descriptor for r in records]
+
+
+def _found_descriptors(path: Path, backend: FaceBackend, max_faces: int) -> list[np.ndarray]:
+    """Descriptors of the largest face of each image / sampled video frame under ``path``."""
+    from deepfake_cli.media.sources import media_frames
+
+    descriptors = []
+    for frame in media_frames(path, max_frames=max_faces):
+        faces = backend.detect(frame)
+        if faces:
+            descriptors.append(face_descriptor(frame, faces[0]))
+        if len(descriptors) >= max_faces:
+            break
+    return descriptors
+
+
+class IdentityMatcher:
+    """Tells the faces of one person (the reference) from everybody else's.
+
+    A face matches when its descriptor is nearer than ``threshold`` to the reference descriptor
+    (the mean over the reference's faces). ``seconds`` and ``computed`` count the descriptors
+    computed on frames, for benchmarks.
+    """
+
+    def __init__(self, reference: np.ndarray, threshold: float = SAME_PERSON_DISTANCE, faces: int = 1) -> None:
+        if not 0.0 < threshold <= 2.0:
+            raise ConfigError(f"--reference-distance must be within 0..2 (dlib's same-person distance is "
+                              f"{SAME_PERSON_DISTANCE}); got {threshold}")
+        self.reference = np.asarray(reference, dtype=np.float64)
+        self.threshold = threshold
+        self.faces = faces
+        self.seconds = 0.0
+        self.computed = 0
+
+    @classmethod
+    def from_reference(cls, path: str | Path, backend: FaceBackend, threshold: float = SAME_PERSON_DISTANCE,
+                       max_faces: int = REFERENCE_FACES) -> IdentityMatcher:
+        """The matcher of the person in ``path``: an image, a folder of images or videos, a video, or
+        an extract folder (its listed faces). The largest face of each image/frame is used; raises
+        ``NoFaceError`` if there is none."""
+        from deepfake_cli.media.alignments import ALIGNMENTS_FILE
+
+        source = Path(path)
+        if not source.exists():
+            raise InputError("reference not found", str(source))
+        if source.is_dir() and (source / ALIGNMENTS_FILE).is_file():
+            descriptors = _aligned_descriptors(source, max_faces)
+        else:
+            descriptors = _found_descriptors(source, backend, max_faces)
+        if not descriptors:
+            raise NoFaceError("no face found in the --reference image(s)", str(source))
+        return cls(np.mean(descriptors, axis=0), threshold, len(descriptors))
+
+    def descriptor(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
+        """``face_descriptor`` of ``face`` (timed and counted)."""
+        start = time.perf_counter()
+        descriptor = face_descriptor(image, face)
+        self.seconds += time.perf_counter() - start
+        self.computed += 1
+        return descriptor
+
+    def distance(self, image: np.ndarray, face: DetectedFace) -> float:
+        """Distance of ``face`` (landmarked) in ``image`` to the reference."""
+        return float(np.linalg.norm(self.descriptor(image, face) - self.reference))
+
+    def distances(self, image: np.ndarray, faces: list[DetectedFace]) -> list[float]:
+        """Distance of each of ``faces`` (landmarked) to the reference."""
+        return [self.distance(image, face) for face in faces]
+
+    def matches(self, image: np.ndarray, faces: list[DetectedFace]) -> list[bool]:
+        """Whether each of ``faces`` (landmarked) is the reference person."""
+        return [d < self.threshold for d in self.distances(image, faces)]
+
+    def nearest(self, image: np.ndarray, faces: list[DetectedFace]) -> DetectedFace | None:
+        """The face of ``faces`` nearest the reference if it matches, else None."""
+        if not faces:
+            return None
+        distances = self.distances(image, faces)
+        best = int(np.argmin(distances))
+        return faces[best] if distances[best] < self.threshold else None
+
+
+def landmarks_face(landmarks: np.ndarray) -> DetectedFace:
+    """A ``DetectedFace`` for 68 landmarks alone (the box around them), to compute a descriptor."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    return DetectedFace(bbox=np.concatenate([points.min(axis=0), points.max(axis=0)]), score=1.0, landmarks=points)

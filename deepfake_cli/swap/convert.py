@@ -31,6 +31,7 @@ from deepfake_cli.errors import BackendError, ConfigError, DfkError, InputError
 from deepfake_cli.faces import BACKENDS, FaceBackend, create_backend
 from deepfake_cli.faces.blend import BLEND_METHODS
 from deepfake_cli.faces.color import COLOR_METHODS
+from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE, IdentityMatcher
 from deepfake_cli.faces.masks import MASK_KINDS, MaskShape
 from deepfake_cli.faces.parsing import NEEDS_WEIGHTS, load_face_parser
 from deepfake_cli.media.alignments import Alignments, load_alignments, split_missing
@@ -38,7 +39,8 @@ from deepfake_cli.media.images import is_image, read_image
 from deepfake_cli.media.sources import collect_sources, estimated_frames
 from deepfake_cli.media.video import ENCODER_PRESETS, VideoReader, VideoWriter, is_video
 from deepfake_cli.runtime import resolve_device
-from deepfake_cli.swap.convert_faces import REDETECT_EVERY, DetectingLocator, FaceLocator, StoredLocator
+from deepfake_cli.swap.convert_faces import (REDETECT_EVERY, DetectingLocator, FaceLocator, ReferenceFilter,
+                                             StoredLocator)
 from deepfake_cli.swap.convert_frames import BlendSettings, FrameJob, FrameSwapper, SwapModelLike
 from deepfake_cli.media.pipeline import Stage, StageTimes, run_pipeline
 from deepfake_cli.media.shards import Shard
@@ -79,6 +81,8 @@ class ConvertOptions:
     detector: str = "offline"
     device: str = "auto"
     parser_weights: str | None = None
+    reference: str | None = None
+    reference_distance: float = SAME_PERSON_DISTANCE
 
     def check(self) -> None:
         """Reject out-of-range values with a clear message."""
@@ -101,6 +105,8 @@ class ConvertOptions:
             raise ConfigError(f"--smooth must be >= 0 (0 turns smoothing off); got {self.smooth}")
         if self.redetect < 1:
             raise ConfigError(f"--redetect must be at least 1 (1 searches every whole frame); got {self.redetect}")
+        if not 0.0 < self.reference_distance <= 2.0:
+            raise ConfigError(f"--reference-distance must be within 0..2; got {self.reference_distance}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1; got {self.batch_size}")
         if not 0 <= self.crf <= 51:
@@ -234,14 +240,21 @@ class _Run:
         if settings.mask == "occlusion":
             parser = load_face_parser(options.parser_weights, device)
         self.swapper = FrameSwapper(model, options.direction, settings, device, parser)
+        self.matcher: IdentityMatcher | None = None
+        if options.reference:
+            backend = backend or create_backend(options.detector, device=str(device), detector_threads=1)
+            self.matcher = IdentityMatcher.from_reference(options.reference, backend, options.reference_distance)
         if options.alignments:
             self.stored: StoredLocator | None = StoredLocator(_listed_faces(Path(options.alignments)))
             self.locator: FaceLocator = self.stored
+            if self.matcher is not None:
+                self.locator = ReferenceFilter(self.stored, self.matcher)
         else:
             self.stored = None
             # one detector thread: the other stages use the other cores meanwhile
             self.locator = DetectingLocator(backend or create_backend(options.detector, device=str(device),
-                                                                      detector_threads=1), options.redetect)
+                                                                      detector_threads=1), options.redetect,
+                                            self.matcher)
         self.provenance = provenance_text(model_dir, options.direction)
         self.summary = summary
 

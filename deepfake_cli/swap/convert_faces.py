@@ -2,6 +2,7 @@
 extract alignments file.
 
 A ``FaceLocator`` maps ``(source, frame index, frame)`` to the landmarks of the faces to swap.
+With an ``IdentityMatcher`` (``--reference``) only the reference person's face is given.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from deepfake_cli.extract import ExtractOptions, FaceFinder
 from deepfake_cli.faces import DetectedFace, FaceBackend
+from deepfake_cli.faces.identity import IdentityMatcher, landmarks_face
 from deepfake_cli.media.alignments import Alignments
 
 DETECT_MAX_SIDE = 640
@@ -22,6 +24,10 @@ WINDOW_PX = 224
 WINDOW_CONTEXT = 2.0
 MIN_OVERLAP = 0.3
 KEEP_AREA = 0.8
+ABRUPT_OVERLAP = 0.5
+ABRUPT_SCALE = 1.25
+SAME_LOOK = 0.7
+THUMB_PX = 16
 
 
 def detect_resized(detect: Callable[[np.ndarray], list[DetectedFace]], image: np.ndarray, side: int,
@@ -87,14 +93,27 @@ class DetectingLocator:
     the face already followed unless another is clearly larger (``KEEP_AREA``), so the swap does not
     hop between people of similar size. ``redetect=1`` searches every whole frame.
     ``finder.times`` has the seconds spent.
+
+    With a ``matcher`` the face followed is the reference person's: a full search landmarks every
+    face and picks the one nearest the reference within its threshold (none if nobody matches: the
+    frame is left as it is, and the next frame is searched whole again). Between full searches the
+    window's face is checked against the reference whenever it may be someone else -- another face
+    shows in the window, its box jumps (overlapping the last one less than ``ABRUPT_OVERLAP``) or
+    changes size by more than ``ABRUPT_SCALE``, or it looks different (a 16 px grey thumbnail of its
+    box correlates with the last one less than ``SAME_LOOK``: a cut to someone else in the same
+    place) -- and a face that does not match sends the frame to a full search, so the swap does not
+    hop to another person. Without a matcher no descriptor (nor thumbnail) is computed.
     """
 
-    def __init__(self, backend: FaceBackend, redetect: int = REDETECT_EVERY) -> None:
+    def __init__(self, backend: FaceBackend, redetect: int = REDETECT_EVERY,
+                 matcher: IdentityMatcher | None = None) -> None:
         self.finder = FaceFinder(ScaledBackend(backend), ExtractOptions())
+        self.matcher = matcher
         self.redetect = redetect
         self.full_searches = 0
         self._previous: tuple[Path, int] | None = None
         self._box: np.ndarray | None = None
+        self._look: np.ndarray | None = None
         self._since_search = 0
 
     def __call__(self, source: Path, index: int, frame: np.ndarray) -> list[np.ndarray]:
@@ -108,6 +127,8 @@ class DetectingLocator:
             self.full_searches += 1
             self._since_search = 1
         self._box = faces[0].bbox if faces else None
+        if self.matcher is not None:
+            self._look = _thumbnail(frame, faces[0].bbox) if faces else None
         return [face.landmarks for face in faces]
 
     def _candidates(self, found: list[DetectedFace]) -> list[DetectedFace]:
@@ -118,6 +139,9 @@ class DetectingLocator:
         candidates = self._candidates(self.finder.detect(frame))
         if not candidates:
             return []
+        if self.matcher is not None:
+            chosen = self.matcher.nearest(frame, self.finder.landmark(frame, candidates))
+            return [chosen] if chosen is not None else []
         chosen = max(candidates, key=lambda face: face.area)
         same = _overlapping(candidates, last) if last is not None else None
         if same is not None and same.area >= KEEP_AREA * chosen.area:
@@ -134,14 +158,53 @@ class DetectingLocator:
         if x1 - x0 < 2 or y1 - y0 < 2:
             return []
         found = detect_resized(self.finder.detect, frame[y0:y1, x0:x1], WINDOW_PX, (x0, y0))
-        best = _overlapping(self._candidates(found), box)
-        return self.finder.landmark(frame, [best]) if best is not None else []
+        candidates = self._candidates(found)
+        best = _overlapping(candidates, box)
+        if best is None:
+            return []
+        faces = self.finder.landmark(frame, [best])
+        if self.matcher is not None and faces and self._doubtful(frame, best, box, len(candidates)):
+            if self.matcher.distance(frame, faces[0]) >= self.matcher.threshold:
+                return []
+        return faces
+
+    def _doubtful(self, frame: np.ndarray, face: DetectedFace, box: np.ndarray, faces_in_window: int) -> bool:
+        """Whether the face found near ``box`` may be someone else than the one followed."""
+        side = max(face.bbox[2] - face.bbox[0], face.bbox[3] - face.bbox[1])
+        scale = side / max(box[2] - box[0], box[3] - box[1], 1e-6)
+        if (faces_in_window > 1 or box_overlap(face.bbox, box) < ABRUPT_OVERLAP
+                or not 1 / ABRUPT_SCALE <= scale <= ABRUPT_SCALE):
+            return True
+        return self._look is None or float(_thumbnail(frame, face.bbox) @ self._look) < SAME_LOOK
+
+
+def _thumbnail(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The grey pixels of ``box``, ``THUMB_PX`` px square, zero-mean and unit-norm (for correlation)."""
+    height, width = frame.shape[:2]
+    x0, y0 = min(max(int(box[0]), 0), width - 1), min(max(int(box[1]), 0), height - 1)
+    x1, y1 = max(min(int(box[2]) + 1, width), x0 + 1), max(min(int(box[3]) + 1, height), y0 + 1)
+    grey = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    pixels = cv2.resize(grey, (THUMB_PX, THUMB_PX), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    pixels -= pixels.mean()
+    return pixels / max(float(np.linalg.norm(pixels)), 1e-6)
 
 
 def _overlapping(faces: list[DetectedFace], box: np.ndarray) -> DetectedFace | None:
     """The face overlapping ``box`` most, if by at least ``MIN_OVERLAP`` (intersection over union)."""
     best = max(faces, key=lambda face: box_overlap(face.bbox, box), default=None)
     return best if best is not None and box_overlap(best.bbox, box) >= MIN_OVERLAP else None
+
+
+class ReferenceFilter:
+    """Of the faces another locator gives, only the one nearest the reference, if it matches."""
+
+    def __init__(self, locator: FaceLocator, matcher: IdentityMatcher) -> None:
+        self.locator, self.matcher = locator, matcher
+
+    def __call__(self, source: Path, index: int, frame: np.ndarray) -> list[np.ndarray]:
+        faces = [landmarks_face(points) for points in self.locator(source, index, frame)]
+        chosen = self.matcher.nearest(frame, faces)
+        return [chosen.landmarks] if chosen is not None else []
 
 
 class StoredLocator:
