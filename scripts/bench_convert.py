@@ -13,6 +13,11 @@ the CPU time all stages spend on a frame (``stage_cpu_ms``, counting every threa
 encoder). ``cpu_bound_fps`` estimates that limit from the stages' standalone CPU time (in the
 pipeline a stage may spend a little more or less, so ``cpu_use`` can pass 1), ``cpu_bound_ratio``
 is the best ``pipeline_ratio`` it allows, and ``cpu_use`` the share of it the pipeline reached.
+
+With ``--reference`` every run converts with ``--reference`` (the clip's still) and each resolution
+adds the identity matching's cost: ``identity_faces_per_frame`` (descriptors computed per frame),
+``identity_ms_per_face`` and ``identity_fraction`` (descriptor seconds over the pipeline's wall time);
+the stage times then include it (in ``faces``).
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ import torch
 
 from deepfake_cli.config import load_config
 from deepfake_cli.faces import FaceBackend, create_backend
-from deepfake_cli.media.synthetic import make_clip, write_clip
+from deepfake_cli.faces.identity import IdentityMatcher
+from deepfake_cli.media.images import write_image
+from deepfake_cli.media.synthetic import load_still, make_clip, write_clip
 from deepfake_cli.media.video import VideoReader, VideoWriter
 from deepfake_cli.runtime import autocast_dtype, configure_threads, resolve_device
 from deepfake_cli.swap.convert import ConvertOptions, convert
@@ -93,7 +100,8 @@ def standalone_ms(clip: Path, model: SwapModel, options: ConvertOptions, backend
     clock.run("decode", lambda: frames.extend(VideoReader(clip)))
     jobs = [FrameJob(clip, i, frame) for i, frame in enumerate(frames)]
     swapper = FrameSwapper(model, options.direction, options.blend_settings(model.kind), model.device)
-    locator = DetectingLocator(backend, options.redetect)
+    matcher = IdentityMatcher.from_reference(options.reference, backend) if options.reference else None
+    locator = DetectingLocator(backend, options.redetect, matcher)
     swapper.start_source(locator, 25.0, options.smooth)
     for job in jobs:
         clock.run("faces", swapper.find_faces, [job])
@@ -110,7 +118,7 @@ def standalone_ms(clip: Path, model: SwapModel, options: ConvertOptions, backend
 
 
 def bench(size: tuple[int, int], frames: int, repeats: int, model: SwapModel, backend: FaceBackend,
-          tmp: Path) -> dict[str, object]:
+          tmp: Path, reference: str | None = None) -> dict[str, object]:
     """Standalone stage times, pipeline fps and ratio at one resolution (medians over ``repeats``).
 
     Each repeat times the stages alone and then the pipeline, so the two see similar machine load;
@@ -118,7 +126,8 @@ def bench(size: tuple[int, int], frames: int, repeats: int, model: SwapModel, ba
     """
     clip = write_clip(tmp / f"bench_{size[0]}.mp4", make_clip("grace_hopper", frames, size, seed=3).frames,
                       fps=25.0, audio=True)
-    options = ConvertOptions(device=str(model.device))  # convert's own stages run where the model does
+    # convert's own stages run where the model does
+    options = ConvertOptions(device=str(model.device), reference=reference)
     cores = usable_cores()
     runs = []
     for _ in range(repeats):
@@ -130,7 +139,10 @@ def bench(size: tuple[int, int], frames: int, repeats: int, model: SwapModel, ba
         bound_fps = cores * 1000.0 / sum(cpu[name] for name in PIPELINE_STAGES)
         runs.append({"stages": stages, "cpu": cpu, "fps": fps, "ratio": fps / slowest_fps, "bound_fps": bound_fps,
                      "bound_ratio": min(bound_fps, slowest_fps) / slowest_fps, "use": fps / bound_fps,
-                     "in_pipeline": summary.times.ms_per_item()})
+                     "in_pipeline": summary.times.ms_per_item(),
+                     "identity_per_frame": summary.descriptors / summary.results[0].frames,
+                     "identity_ms": 1000 * summary.identity_seconds / max(summary.descriptors, 1),
+                     "identity_fraction": summary.identity_seconds / summary.seconds})
 
     def median(key: str) -> float:
         return statistics.median(run[key] for run in runs)
@@ -139,6 +151,11 @@ def bench(size: tuple[int, int], frames: int, repeats: int, model: SwapModel, ba
         return {name: round(statistics.median(run[key][name] for run in runs), 2) for name in runs[0][key]}
 
     stage_ms = medians("stages")
+    identity = {} if reference is None else {
+        "identity_faces_per_frame": round(median("identity_per_frame"), 3),
+        "identity_ms_per_face": round(median("identity_ms"), 2),
+        "identity_fraction": round(median("identity_fraction"), 4),
+    }
     return {
         "fps": round(median("fps"), 2),
         "stage_ms": stage_ms,
@@ -150,6 +167,7 @@ def bench(size: tuple[int, int], frames: int, repeats: int, model: SwapModel, ba
         "cpu_bound_ratio": round(median("bound_ratio"), 3),
         "cpu_use": round(median("use"), 3),
         "in_pipeline_ms": medians("in_pipeline"),
+        **identity,
     }
 
 
@@ -158,6 +176,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100, help="frames per clip (steady state, not start-up)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="where the swap model runs: cpu, cuda, cuda:N or auto")
+    parser.add_argument("--reference", action="store_true",
+                        help="convert with --reference (the clip's still) and report the identity matching's cost")
     args = parser.parse_args()
     configure_threads()
     device = resolve_device(args.device)
@@ -170,8 +190,14 @@ def main() -> None:
                                   "precision": str(model.dtype or torch.float32).replace("torch.", ""),
                                   "threads": torch.get_num_threads(), "cores": usable_cores(), "frames": args.frames, "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as tmp:
+        reference = None
+        if args.reference:
+            reference = str(Path(tmp) / "reference.png")
+            write_image(reference, load_still("grace_hopper"))
+            IdentityMatcher.from_reference(reference, backend)  # loads dlib's model before timing
         for size in ((640, 480), (1280, 720)):
-            results[f"{size[0]}x{size[1]}"] = bench(size, args.frames, args.repeats, model, backend, Path(tmp))
+            results[f"{size[0]}x{size[1]}"] = bench(size, args.frames, args.repeats, model, backend, Path(tmp),
+                                                    reference)
     results["pipeline_ratio"] = min(r["pipeline_ratio"] for k, r in results.items() if "x" in k and isinstance(r, dict))
     print(json.dumps(results))
 

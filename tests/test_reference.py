@@ -259,6 +259,23 @@ def test_convert_with_a_reference_swaps_only_that_person(run_dfk, clips, referen
     result = run_dfk("-q", "convert", video, "-m", tiny_swap_model, "-o", out, "--crf", "12",
                      "--reference", references[REFERENCE])
     assert result.code == 0, result
+    _assert_only_the_reference_is_swapped(scene, video, out)
+
+
+def test_convert_with_alignments_and_a_reference_swaps_only_that_person(run_dfk, clips, references,
+                                                                        tiny_swap_model: Path, tmp_path: Path) -> None:
+    scene, video = clips["side_by_side"]
+    faces = tmp_path / "faces"
+    assert run_dfk("-q", "extract", video, "-o", faces, "--size", "64", "--all-faces").code == 0
+    assert len(load_alignments(faces).faces) == 16  # both people
+    out = tmp_path / "out.mp4"
+    result = run_dfk("-q", "convert", video, "-m", tiny_swap_model, "-o", out, "--crf", "12",
+                     "--alignments", faces, "--reference", references[REFERENCE])
+    assert result.code == 0, result
+    _assert_only_the_reference_is_swapped(scene, video, out)
+
+
+def _assert_only_the_reference_is_swapped(scene: Scene, video: Path, out: Path) -> None:
     source, converted = _decoded(video), _decoded(out)
     assert converted.shape == source.shape
     swapped = 0

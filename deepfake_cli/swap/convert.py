@@ -143,6 +143,8 @@ class ConvertSummary:
     times: StageTimes = field(default_factory=StageTimes)
     seconds: float = 0.0
     shard: Shard | None = None
+    identity_seconds: float = 0.0
+    descriptors: int = 0
 
     @property
     def failed(self) -> list[SourceResult]:
@@ -383,6 +385,8 @@ def convert(
             bar.set_description("images")
             run.summary.results.extend(run.images(images, bar))
     run.summary.seconds = time.perf_counter() - started
+    if run.matcher is not None:  # the descriptors computed on the frames
+        run.summary.identity_seconds, run.summary.descriptors = run.matcher.seconds, run.matcher.computed
     run.summary.results.sort(key=lambda r: order[r.source])  # the (sorted) input order, skipped ones included
     if not batch and run.summary.failed:
         failed = run.summary.failed[0]
