@@ -293,3 +293,46 @@ def _assert_only_the_reference_is_swapped(scene: Scene, video: Path, out: Path) 
         swapped += change[fy0:fy1, fx0:fx1].mean() > 8.0
     visible = sum(abs(o.x - r.x) > o.side / 2 + r.face_half * 1.2 for r, o in scene.people)
     assert swapped >= visible
+
+
+def test_detect_faces_with_a_reference_are_only_that_persons_and_cached_apart(clips, references, descriptors,
+                                                                              tmp_path: Path) -> None:
+    from deepfake_cli.detect.config import FacesConfig
+    from deepfake_cli.detect.tracks import FaceSource
+
+    scene, video = clips["side_by_side"]
+    plain = FaceSource(tmp_path / "cache", FacesConfig(size=64))
+    source = FaceSource(tmp_path / "cache", FacesConfig(size=64), reference=str(references[REFERENCE]))
+    assert plain.cache_folder(video) != source.cache_folder(video)
+    assert plain.matcher() is None
+    other = plain.tracks(video)[0]  # without a reference: the largest face, the other person's
+    assert all(_inside(np.array(box).reshape(2, 2), scene.people[f][1].face_box(grow=1.3))
+               for f, box in zip(other.frames, other.boxes, strict=True))
+    (track,) = source.tracks(video)
+    assert track.frames == list(range(8))
+    for frame, box in zip(track.frames, track.boxes, strict=True):
+        assert _inside(np.array(box).reshape(2, 2), scene.people[frame][0].face_box(grow=1.3))
+
+
+def test_detect_cli_scores_the_reference_person(run_dfk, clips, references, tmp_path: Path) -> None:
+    import json
+
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    real.mkdir()
+    fake.mkdir()
+    for seed in (1, 2):
+        write_clip(real / f"a{seed}.mp4", make_clip(REFERENCE, 10, (320, 240), seed=seed).frames)
+        write_clip(fake / f"g{seed}.mp4", make_clip(OTHER, 10, (320, 240), seed=seed).frames)
+    model = tmp_path / "detector"
+    trained = run_dfk("-q", "train-detect", "--real", real, "--fake", fake, "-o", model, "--preset", "tiny",
+                      "--set", "train.epochs=1", "--device", "cpu")
+    assert trained.code == 0, trained
+    video = clips["side_by_side"][1]
+    result = run_dfk("-q", "detect", video, "-m", model, "--reference", references[REFERENCE])
+    assert result.code == 0, result
+    (scored,) = json.loads(result.out)["results"]
+    assert scored["status"] == "ok" and scored["faces"] == 8
+    assert len(list((model / "faces").iterdir())) == 4 + 1  # the training clips and the reference's crowd clip
+    failed = run_dfk("-q", "detect", video, "-m", model, "--reference", references["blank"])
+    lines = [line for line in failed.err.splitlines() if line.strip()]
+    assert failed.code != 0 and len(lines) == 1 and lines[0].startswith("error: no face found in the --reference")

@@ -14,6 +14,7 @@ from deepfake_cli.detect.report import (
     detection_document, detection_rows, detection_summary, evaluation_document, render,
 )
 from deepfake_cli.errors import InputError
+from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE
 from deepfake_cli.media.video import is_video
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,16 @@ log = logging.getLogger(__name__)
               help="Score a labelled dataset (any train-detect layout) and report metrics instead.")
 @click.option("--cache", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Face cache folder (default: DETECTOR_DIR/faces).")
+@click.option("--reference", type=click.Path(path_type=str), default=None, metavar="IMAGE|FOLDER",
+              help="Score only this person's face in videos and images with several people: an image, a folder "
+                   "of images or an extract folder of them (matched by dlib's identity descriptor).")
+@click.option("--reference-distance", type=float, default=SAME_PERSON_DISTANCE, show_default=True,
+              help="Largest descriptor distance to the --reference that counts as the same person.")
 @device_option
 @click.pass_context
 def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: str, output: str | None, fmt: str | None,
            threshold: float | None, annotate: str | None, dataset: str | None, cache: str | None,
-           device: str | None) -> None:
+           reference: str | None, reference_distance: float, device: str | None) -> None:
     """Score videos or images: probability of fake per input, per sequence and per frame.
 
     \b
@@ -47,6 +53,7 @@ def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: str, output: 
       dfk detect clip.mp4 -m runs/detector --annotate clip_scored.mp4
       dfk detect data/*.mp4 -m runs/detector -o scores.csv --format csv
       dfk detect --dataset data/ffpp -m runs/detector -o ffpp_metrics.json
+      dfk detect party.mp4 -m runs/detector --reference alice.jpg
     """
     if bool(inputs) == bool(dataset):
         raise InputError("give input videos/images, or --dataset ROOT (not both)")
@@ -54,7 +61,8 @@ def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: str, output: 
         raise InputError("--annotate needs exactly one input video")
     progress = settings(ctx).show_progress
     fmt = fmt or ("csv" if output and output.lower().endswith(".csv") else "json")
-    detector = Detector(model_dir, device=resolve_device_name(ctx, device), threshold=threshold, cache_dir=cache)
+    detector = Detector(model_dir, device=resolve_device_name(ctx, device), threshold=threshold, cache_dir=cache,
+                        reference=reference, reference_distance=reference_distance)
     if dataset:
         roc = Path(output).with_suffix(".roc.png") if output else None
         evaluation = detector.evaluate(read_dataset(dataset), progress, roc=roc)

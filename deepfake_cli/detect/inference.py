@@ -37,6 +37,7 @@ from deepfake_cli.detect.scoring import evaluation_windows, level_metrics, metho
 from deepfake_cli.detect.sequences import SequenceRef, evaluation_sequences
 from deepfake_cli.detect.tracks import CACHE_DIR, FaceSource, FaceTrack
 from deepfake_cli.errors import InputError
+from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE
 from deepfake_cli.media.video import VideoReader, VideoWriter
 from deepfake_cli.runtime import autocast_dtype, resolve_device
 
@@ -89,11 +90,13 @@ class Detector:
     """A trained detector with its face source: ``Detector(dir).score(path)``.
 
     Faces are extracted with the detector's own face settings and cached (by default in the
-    detector directory's ``faces/``, shared with training).
+    detector directory's ``faces/``, shared with training). With a ``reference`` (an image or
+    folder of one person) only that person's faces of videos and images are scored.
     """
 
     def __init__(self, model_dir: str | Path, device: str = "auto", threshold: float | None = None,
-                 cache_dir: str | Path | None = None, batch_size: int = 32) -> None:
+                 cache_dir: str | Path | None = None, batch_size: int = 32, reference: str | None = None,
+                 reference_distance: float = SAME_PERSON_DISTANCE) -> None:
         self.device = resolve_device(device)
         self.loaded: LoadedDetector = load_detector(model_dir, self.device)
         config = self.config
@@ -104,7 +107,8 @@ class Detector:
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"--threshold must be between 0 and 1, got {self.threshold}")
         self.faces = FaceSource(Path(cache_dir) if cache_dir else self.loaded.folder / CACHE_DIR,
-                                config.faces, self.device.type)
+                                config.faces, self.device.type, reference, reference_distance)
+        self.faces.matcher()  # a reference without a face is an error now, not a failure per input
         self.dtype = autocast_dtype(self.device, config.train.precision)
         self.batch_size = batch_size
 

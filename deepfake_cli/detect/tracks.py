@@ -24,6 +24,8 @@ from deepfake_cli.detect.config import FacesConfig
 from deepfake_cli.detect.layouts import LabelledInput
 from deepfake_cli.errors import InputError, NoFaceError
 from deepfake_cli.extract import ExtractOptions, extract
+from deepfake_cli.faces import create_backend
+from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE, IdentityMatcher
 from deepfake_cli.media.alignments import ALIGNMENTS_FILE, Alignments, FaceRecord, load_alignments, save_alignments
 from deepfake_cli.media.images import is_image, read_image
 from deepfake_cli.media.video import VideoReader, is_video
@@ -83,15 +85,31 @@ def tracks_from_alignments(folder: Path, alignments: Alignments, key: str | None
 
 class FaceSource:
     """Face tracks of videos, images and extract folders; videos and images are extracted once
-    into ``cache_dir`` and reused afterwards."""
+    into ``cache_dir`` and reused afterwards.
 
-    def __init__(self, cache_dir: Path, options: FacesConfig, device: str = "cpu") -> None:
+    With a ``reference`` (an image or folder of one person, as ``dfk extract --reference``) the
+    faces of videos and images are only that person's; they are cached apart from the others (the
+    cache key holds the reference's descriptor and the distance). Extract folders are read as they are.
+    """
+
+    def __init__(self, cache_dir: Path, options: FacesConfig, device: str = "cpu", reference: str | None = None,
+                 reference_distance: float = SAME_PERSON_DISTANCE) -> None:
         self.cache_dir = cache_dir
         self.config = options
         self.options = ExtractOptions(detector=options.detector, size=options.size, coverage=options.coverage,
-                                      every_n=options.every_n, device=device)
+                                      every_n=options.every_n, device=device, reference=reference,
+                                      reference_distance=reference_distance)
+        self._matcher: IdentityMatcher | None = None
         self.reused = 0
         self.extracted = 0
+
+    def matcher(self) -> IdentityMatcher | None:
+        """The reference person's matcher (read once), or None without a reference."""
+        if self.options.reference and self._matcher is None:
+            backend = create_backend(self.options.detector, device=self.options.device)
+            self._matcher = IdentityMatcher.from_reference(self.options.reference, backend,
+                                                           self.options.reference_distance)
+        return self._matcher
 
     def tracks(self, path: Path) -> list[FaceTrack]:
         """The tracks of ``path``; an empty list when no face was found.
@@ -127,8 +145,12 @@ class FaceSource:
     def cache_folder(self, path: Path) -> Path:
         """Where the faces of the video or image ``path`` are (or will be) cached."""
         stat = path.stat()
-        identity = json.dumps({"path": str(path.resolve()), "bytes": stat.st_size, "mtime": stat.st_mtime_ns,
-                               "faces": asdict(self.config)}, sort_keys=True)
+        key = {"path": str(path.resolve()), "bytes": stat.st_size, "mtime": stat.st_mtime_ns,
+               "faces": asdict(self.config)}
+        matcher = self.matcher()
+        if matcher is not None:  # another person's faces: another folder (no key changes without one)
+            key["reference"] = [round(float(v), 3) for v in matcher.reference] + [matcher.threshold]
+        identity = json.dumps(key, sort_keys=True)
         return self.cache_dir / f"{path.stem}-{hashlib.sha1(identity.encode()).hexdigest()[:12]}"
 
     def _extracted(self, path: Path) -> Path:
@@ -141,7 +163,7 @@ class FaceSource:
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=self.cache_dir))
         try:
             try:
-                extract([path], staging, self.options, progress=False)
+                extract([path], staging, self.options, progress=False, matcher=self.matcher())
             except NoFaceError:  # remembered as an empty alignments file, so it is not retried
                 save_alignments(staging / ALIGNMENTS_FILE, Alignments(
                     detector=self.options.detector, size=self.options.size, coverage=self.options.coverage,
