@@ -26,7 +26,7 @@ COMMANDS = {
     "convert": ("convert", "convert", "Swap faces in a video, image or folder with a trained model."),
     "train-detect": ("train_detect", "train_detect", "Train a deepfake detector (ConvLSTM, EfficientNet, ...)."),
     "detect": ("detect", "detect", "Score videos/images as real or fake."),
-    "evaluate": ("evaluate", "evaluate", "Measure a swap: identity transfer, landmark NME, background PSNR."),
+    "evaluate": ("evaluate", "evaluate", "Measure a swap: identity transfer, landmark NME, sharpness, background PSNR."),
     "make-dataset": ("make_dataset", "make_dataset", "Make a labelled real/fake dataset with swap models."),
     "demo": ("demo", "demo", "Run the whole pipeline offline on embedded data, with a report."),
 }
