@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import random
-from typing import Iterator
+from typing import Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from deepfake_cli import device_name_error
 from deepfake_cli.errors import ConfigError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _logged: set[str] = set()
 
 
@@ -219,6 +220,16 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if _group_up():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def broadcast_object(value: T) -> T:
+    """Rank 0's ``value`` (any picklable object) on every rank; the other ranks' ``value`` is
+    ignored and they wait here until rank 0 sends. Returns ``value`` itself in one process."""
+    if not _group_up():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from deepfake_cli.commands import config_options, device_option, resolve_device_name, settings
@@ -9,6 +11,7 @@ from deepfake_cli.config import available_presets, load_config
 from deepfake_cli.detect import DetectConfig, from_paths, read_dataset, train_detector, validate
 from deepfake_cli.detect.report import training_summary
 from deepfake_cli.errors import InputError
+from deepfake_cli.runtime import rank
 
 
 @click.command("train-detect")
@@ -45,6 +48,11 @@ def train_detect(ctx: click.Context, real: tuple[str, ...], fake: tuple[str, ...
       dfk train-detect --dataset data/dfdc_part0 -o runs/dfdc --folds 5
       dfk train-detect --dataset data/ffpp -o runs/effb4 --preset efficientnet_b4
       dfk train-detect --real data/real --synthetic sbi -o runs/sbi --preset tiny_frame
+      torchrun --nproc_per_node=4 -m deepfake_cli train-detect --dataset data/dfdc -o runs/dfdc
+
+    Under torchrun each process (rank) trains on its own share of every epoch, train.batch_size
+    samples per step on its own GPU (global batch = batch size x ranks); rank 0 alone validates
+    (the others wait for its decision) and writes DETECTOR_DIR.
     """
     if dataset and (real or fake):
         raise InputError("give either --dataset or --real/--fake, not both")
@@ -57,6 +65,10 @@ def train_detect(ctx: click.Context, real: tuple[str, ...], fake: tuple[str, ...
                          "(fakes self-blended from the real faces)")
     items = read_dataset(dataset) if dataset else from_paths(real, fake, fakes_required=not self_blended)
     options = settings(ctx)
+    main_rank = rank() == 0
+    if not main_rank:  # under torchrun rank 0 reports; the other ranks only print errors
+        logging.getLogger("deepfake_cli").setLevel(logging.ERROR)
     report = train_detector(items, outdir, config, device=resolve_device_name(ctx, device), seed=options.seed,
                             folds=folds, progress=options.show_progress)
-    click.echo(training_summary(report, outdir))
+    if main_rank:
+        click.echo(training_summary(report, outdir))

@@ -9,6 +9,11 @@ preprocessed once in the main process before the workers start, and the workers 
 A self-blend twin's samples (``detect.synthetic``) are made when loaded: in training from a
 generator seeded by (seed, epoch, index), the epoch coming with the index from ``EpochSampler``
 (so persistent workers need no state from the main process); in evaluation from a fixed seed.
+
+Under torchrun (``ranks > 1``) every rank draws the same shuffled order of the epoch (the same
+seeded generator) and trains on its own share of it (``ShardSampler``, like torch's
+``DistributedSampler``): the tags stay the global ``(epoch, index)``, so a sample and its
+self-blended fake do not depend on which rank loads it.
 """
 
 from __future__ import annotations
@@ -77,15 +82,42 @@ class EpochSampler(Sampler):
             yield epoch, index
 
 
+class ShardSampler(Sampler):
+    """Rank ``rank``'s share of each pass of ``inner``: the pass's indices padded (by repeating its
+    first ones) to a multiple of ``ranks``, then every ``ranks``-th from position ``rank``. Every
+    rank gets the same number of indices (the same number of steps); ``ranks`` 1 is ``inner``.
+
+    ``inner`` must give every rank the same order (a sampler seeded alike on every rank): its
+    generator advances with each pass, so each epoch is a new order, the same on every rank."""
+
+    def __init__(self, inner: Sampler, rank: int = 0, ranks: int = 1) -> None:
+        self.inner, self.rank, self.ranks = inner, rank, ranks
+
+    def __len__(self) -> int:
+        return -(-len(self.inner) // self.ranks)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        if self.ranks == 1:
+            yield from self.inner
+            return
+        order = list(self.inner)
+        if not order:
+            return
+        padded = order * -(-self.ranks * len(self) // len(order))
+        yield from padded[:self.ranks * len(self)][self.rank::self.ranks]
+
+
 def loader(samples: FaceSamples, batch_size: int, device: torch.device, workers: int = 0,
-           shuffle: bool = False, seed: int = 0) -> DataLoader:
+           shuffle: bool = False, seed: int = 0, rank: int = 0, ranks: int = 1) -> DataLoader:
     """Batches of ``samples`` (a seeded shuffle when ``shuffle``, each index tagged with its epoch
     by ``EpochSampler``: the order does not depend on ``workers``), pinned for a CUDA ``device``; a
-    shuffled loader keeps its workers across epochs. ``workers`` is capped at the CPUs this
-    process may use."""
+    shuffled loader keeps its workers across epochs. With ``ranks > 1`` a shuffled loader gives
+    rank ``rank`` its share of each epoch (``ShardSampler``). ``workers`` is capped at the CPUs
+    this process may use."""
     workers = min(workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    sampler = EpochSampler(RandomSampler(samples, generator=generator)) if shuffle else None
+    sampler = (EpochSampler(ShardSampler(RandomSampler(samples, generator=generator), rank, ranks))
+               if shuffle else None)
     return DataLoader(samples, batch_size=batch_size, sampler=sampler, generator=generator,
                       num_workers=workers, pin_memory=device.type == "cuda",
                       persistent_workers=workers > 0 and shuffle, prefetch_factor=4 if workers > 0 else None)

@@ -16,6 +16,17 @@ at the top level for ``dfk detect``.
 With ``train.synthetic: sbi`` every real video also gets a self-blend twin whose fakes are made
 on the fly (``synthetic``); ``metrics.json`` then has a ``synthetic`` block and each fit names
 the fakes each part used (``fakes``: given, sbi or both).
+
+Under ``torchrun --nproc_per_node=N`` the same call is one data-parallel run (DDP: NCCL on CUDA,
+each rank on its own GPU; gloo on the CPU). Rank 0 extracts and caches the faces first, the other
+ranks read its cache after a barrier. Each epoch every rank trains ``train.batch_size`` samples
+per step on its own share of the same shuffled order (the global batch is N times that); the
+non-finite check is summed over the ranks, so all stop together. Validation and test are scored
+by rank 0 alone on everything while the other ranks wait; rank 0's decision (go on or stop
+early) is broadcast, so every rank runs the same epochs. Only rank 0 writes the detector
+directory (``state.json`` records ``world_size``) and shows progress; every rank returns rank 0's
+report. A long validation keeps the other ranks waiting in a collective: it must end within the
+process group's timeout (torch's default: 10 minutes for NCCL, 30 for gloo).
 """
 
 from __future__ import annotations
@@ -51,7 +62,18 @@ from deepfake_cli.detect.sequences import SequenceRef
 from deepfake_cli.detect.splits import Partition, kfold_splits, plan_split
 from deepfake_cli.detect.tracks import CACHE_DIR, FaceSource, FaceTrack
 from deepfake_cli.errors import InputError, TrainingError
-from deepfake_cli.runtime import autocast, autocast_dtype, resolve_device, seed_everything
+from deepfake_cli.runtime import (
+    all_reduce_sum,
+    autocast,
+    autocast_dtype,
+    barrier,
+    broadcast_object,
+    distributed_group,
+    rank,
+    rank_device,
+    seed_everything,
+    world_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +102,7 @@ class FitResult:
     test_scores: Scores | None = None
     seconds: float = 0.0
     fakes: dict[str, Any] | None = None  # which fakes each part used, with train.synthetic
+    world_size: int = 1  # training processes (torchrun ranks)
 
     def state(self, config: DetectConfig, status: str) -> dict[str, Any]:
         """The bookkeeping saved as ``state.json`` beside the weights."""
@@ -89,6 +112,7 @@ class FitResult:
             "val_auc": self.score[0] if self.score[0] >= 0 else None, "val_loss": self.score[1],
             "threshold": self.threshold, "threshold_from": self.threshold_from, "seed": self.seed,
             "status": status, "seconds": round(self.seconds, 2), "synthetic": config.train.synthetic,
+            "world_size": self.world_size,
         }
 
     def report(self) -> dict[str, Any]:
@@ -147,10 +171,24 @@ class _Keeper:
 class _Epochs:
     """The optimisation loop of one fit: a shuffled DataLoader, augmentation and normalisation on
     the device, and a non-finite guard that syncs with the host only every ``train.log_every``
-    steps and at the end of the epoch."""
+    steps and at the end of the epoch.
 
-    def __init__(self, model: DetectorNet, config: DetectConfig, device: torch.device, seed: int) -> None:
+    Under torchrun (``ranks > 1``) the forward goes through a ``DistributedDataParallel`` wrapper
+    (backward averages the gradients over the ranks), each rank loads its share of every epoch,
+    flips from its own stream (seed + rank), and the non-finite count and the epoch's loss are
+    summed over the ranks: every rank sees the same numbers and raises together."""
+
+    def __init__(self, model: DetectorNet, config: DetectConfig, device: torch.device, seed: int,
+                 rank: int = 0, ranks: int = 1) -> None:
         self.model = model
+        self.rank, self.ranks = rank, ranks
+        self.step_model: torch.nn.Module = model
+        if ranks > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+                if device.type == "cuda" else None
+            self.step_model = DistributedDataParallel(model, device_ids=devices)
         self.config = config
         self.device = device
         self.dtype = autocast_dtype(device, config.train.precision)
@@ -158,14 +196,15 @@ class _Epochs:
                                            weight_decay=config.train.weight_decay, fused=device.type == "cuda")
         self.loss = torch.nn.BCEWithLogitsLoss()
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)  # fp16 only
-        self.flips = torch.Generator(device=device).manual_seed(seed)
+        self.flips = torch.Generator(device=device).manual_seed(seed + rank)
         self.seed = seed
         self.batches: DataLoader | None = None
         self.bad_steps = 0
 
     def _check(self, bad: torch.Tensor) -> None:
-        """Raise once non-finite losses have corrupted training (a host sync)."""
-        self.bad_steps += int(bad.item())
+        """Raise once non-finite losses have corrupted training (a host sync; an all-reduce over
+        the ranks, so every rank raises at the same step)."""
+        self.bad_steps += int(all_reduce_sum(bad).item())
         bad.zero_()
         # Without a GradScaler a non-finite loss already poisoned the weights; with one (fp16) the
         # scaler skipped those steps, so a few are tolerated.
@@ -178,7 +217,7 @@ class _Epochs:
         """One epoch over ``samples`` in a fresh seeded order; returns the mean training loss."""
         if self.batches is None:  # built once: its workers persist across epochs
             self.batches = loader(samples, self.config.train.batch_size, self.device, self.config.train.workers,
-                                  shuffle=True, seed=self.seed)
+                                  shuffle=True, seed=self.seed, rank=self.rank, ranks=self.ranks)
         self.model.train()
         total = torch.zeros((), device=self.device)
         count = 0
@@ -191,7 +230,7 @@ class _Epochs:
                 mirror = torch.rand(x.shape[0], device=self.device, generator=self.flips) < 0.5
                 x = torch.where(mirror.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
             with autocast(self.device, self.dtype):
-                logits = self.model(self.model.normalise(x))
+                logits = self.step_model(self.model.normalise(x))
             loss = self.loss(logits.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -205,6 +244,9 @@ class _Epochs:
                 self._check(bad)
                 bar.set_postfix(loss=f"{float(total) / count:.3f}")
         self._check(bad)
+        if self.ranks > 1:  # the mean over every rank's samples (one all-reduce at the end of the epoch)
+            summed, seen = all_reduce_sum(torch.stack([total, total.new_tensor(float(count))])).tolist()
+            return summed / seen if seen else math.nan
         return float(total) / count if count else math.nan
 
 
@@ -219,12 +261,17 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     start: dict[str, torch.Tensor] | None = None,
-) -> FitResult:
+) -> FitResult | None:
     """Train one model on ``partition``, keeping the best epoch by validation score in ``folder`` and
     stopping after ``train.patience`` epochs without improvement; then choose the threshold on
     validation and score the test part (if any) with the kept weights. ``start`` is the state dict
-    ``model.weights`` named (``initial_weights``), if any."""
+    ``model.weights`` named (``initial_weights``), if any.
+
+    Under torchrun every rank trains; rank 0 alone validates, decides, writes ``folder``, scores
+    the test part and returns the result; the other ranks return None."""
     started = time.perf_counter()
+    writer, ranks = rank() == 0, world_size()
+    progress = progress and writer
     seq, train = config.sequence, config.train
     window = (seq.frames, seq.stride, config.eval.frames_per_video)
     frame_level = architecture(config.model.name).kind == "frame"
@@ -243,10 +290,10 @@ def fit(
         data["test"] = _counts(tracks, partition.test, test_refs)
     if fakes is not None:
         data["train"]["sbi_sequences"] = sum(bool(tracks[r.track].synthetic) for r in train_refs)
-    preload(store, tracks, train_refs + val_refs, progress)
-    seed_everything(seed)
+    preload(store, tracks, train_refs + val_refs if writer else train_refs, progress)
+    seed_everything(seed)  # the same initial weights on every rank
     model = apply_weights(build_model(config), start, config.model.weights).to(device)
-    epochs = _Epochs(model, config, device, seed)
+    epochs = _Epochs(model, config, device, seed, rank(), ranks)
     batch = 2 * train.batch_size
     history: list[dict[str, Any]] = []
     best: FitResult | None = None
@@ -256,25 +303,32 @@ def fit(
     for epoch in bar:
         tick = time.perf_counter()
         train_loss = epochs.run(train_samples, progress)
-        scores = score_windows(model, store, tracks, val_refs, device, epochs.dtype, batch, train.workers)
-        levels = level_metrics(tracks, scores, 0.5)  # only threshold-free numbers are used here
-        history.append({
-            "epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": levels["sequence"]["log_loss"],
-            "val_sequence_auc": levels["sequence"]["auc"], "val_video_auc": levels["video"]["auc"],
-            "val_video_eer": levels["video"]["eer"], "seconds": round(time.perf_counter() - tick, 3),
-        })
-        write_text_atomic(folder / "log.csv", csv_text(history))
-        score = _score(levels, train.monitor)
-        bar.set_postfix(loss=f"{train_loss:.3f}", val_auc=levels["sequence"]["auc"])
-        if keeper.improves(score):
-            weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best = FitResult(folder, partition, epoch, epoch, score, data, history, weights, seed, val_scores=scores,
-                             fakes=fakes)
-            save_detector(folder, model, config, best.state(config, "training"))
-        elif best is not None and epoch - best.best_epoch >= train.patience:
-            log.info("%s: no validation improvement for %d epochs; stopping at epoch %d", desc, train.patience, epoch)
+        stop = False
+        if writer:  # rank 0 validates on everything; the other ranks wait for its decision
+            scores = score_windows(model, store, tracks, val_refs, device, epochs.dtype, batch, train.workers)
+            levels = level_metrics(tracks, scores, 0.5)  # only threshold-free numbers are used here
+            history.append({
+                "epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": levels["sequence"]["log_loss"],
+                "val_sequence_auc": levels["sequence"]["auc"], "val_video_auc": levels["video"]["auc"],
+                "val_video_eer": levels["video"]["eer"], "seconds": round(time.perf_counter() - tick, 3),
+            })
+            write_text_atomic(folder / "log.csv", csv_text(history))
+            score = _score(levels, train.monitor)
+            bar.set_postfix(loss=f"{train_loss:.3f}", val_auc=levels["sequence"]["auc"])
+            if keeper.improves(score):
+                weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best = FitResult(folder, partition, epoch, epoch, score, data, history, weights, seed,
+                                 val_scores=scores, fakes=fakes, world_size=ranks)
+                save_detector(folder, model, config, best.state(config, "training"))
+            elif best is not None and epoch - best.best_epoch >= train.patience:
+                log.info("%s: no validation improvement for %d epochs; stopping at epoch %d", desc, train.patience,
+                         epoch)
+                stop = True
+        if broadcast_object(stop):  # every rank stops after the same epoch
             break
     bar.close()
+    if not writer:
+        return None
     assert best is not None and best.val_scores is not None
     best.epochs_run = len(history)
     _choose_threshold(best, tracks, config)
@@ -330,16 +384,46 @@ def train_detector(
     folds: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train a detector on labelled videos, images or extract folders; returns ``metrics.json``'s content."""
+    """Train a detector on labelled videos, images or extract folders; returns ``metrics.json``'s content.
+
+    Under torchrun every rank makes this call: it joins the process group (and leaves it after)
+    unless the caller already did; only rank 0 writes ``outdir``; every rank returns rank 0's report.
+    """
     validate(config)
     if folds < 1:
         raise InputError(f"--folds must be at least 1, got {folds}")
-    start = initial_weights(config)  # before any face extraction: a missing weights file fails fast
     folder = Path(outdir)
+    torch_device = rank_device(device)  # under torchrun: cuda:LOCAL_RANK, or the CPU
+    with distributed_group(torch_device):
+        writer = rank() == 0
+        # Rank 0 goes first wherever files are written (a weights download, the face cache); the
+        # other ranks read what it left there once it is done.
+        if writer:
+            start, source, tracks, skipped = _faces(items, folder, config, torch_device, progress)
+        barrier()
+        if not writer:
+            start, source, tracks, skipped = _faces(items, folder, config, torch_device, False)
+        report = _train(items, folder, config, torch_device, seed, folds, progress and writer, start, source, tracks,
+                        skipped)
+        report = broadcast_object(report)  # rank 0's, on every rank
+    return report
+
+
+def _faces(items: list[LabelledInput], folder: Path, config: DetectConfig, torch_device: torch.device,
+           progress: bool) -> tuple[dict[str, torch.Tensor] | None, FaceSource, list[FaceTrack], list[dict[str, str]]]:
+    """The initial weights (``model.weights``), the face source and the labelled inputs' tracks."""
+    start = initial_weights(config)  # before any face extraction: a missing weights file fails fast
     folder.mkdir(parents=True, exist_ok=True)
-    torch_device = resolve_device(device)
     source = FaceSource(folder / CACHE_DIR, config.faces, torch_device.type)
     tracks, skipped = source.labelled(items, progress)
+    return start, source, tracks, skipped
+
+
+def _train(items: list[LabelledInput], folder: Path, config: DetectConfig, torch_device: torch.device, seed: int,
+           folds: int, progress: bool, start: dict[str, torch.Tensor] | None, source: FaceSource,
+           tracks: list[FaceTrack], skipped: list[dict[str, str]]) -> dict[str, Any]:
+    """Every rank trains; rank 0 alone writes ``folder`` and has the full report."""
+    writer = rank() == 0
     without: list[str] = []
     if config.train.synthetic == synthetic.SBI:
         tracks, without = synthetic.add_twins(tracks)
@@ -365,7 +449,8 @@ def train_detector(
         report["synthetic"] = synthetic.describe(tracks, without, config.train.synthetic_ratio)
     if folds == 1:
         result = fit(tracks, partition, store, config, folder, torch_device, seed, progress, start=start)
-        report |= result.report()
+        if result is not None:
+            report |= result.report()
     else:
         pool = sorted(partition.train + partition.val)  # the test part stays out of every fold
         results = []
@@ -373,6 +458,9 @@ def train_detector(
             fold = Partition(train_idx, val_idx, partition.test, f"fold {k}/{folds}", partition.test_from)
             results.append(fit(tracks, fold, store, config, folder / f"fold{k}", torch_device, seed + k, progress,
                                f"fold {k}/{folds}", start))
+        if not writer:
+            return report
+        results = [r for r in results if r is not None]
         kept = max(range(folds), key=lambda k: (results[k].score[0], -results[k].score[1]))  # by validation
         _keep_fold(folder, results[kept], config)
         report["protocol"] = {"val": f"each fold's held-out groups ({folds} folds)", "test": partition.test_from}
@@ -382,7 +470,8 @@ def train_detector(
             report["cross_validation"]["test"] = _fold_summary([r.test or {} for r in results])
         report["kept_fold"] = kept + 1
         report["threshold"] = results[kept].threshold
-    write_json_atomic(folder / METRICS_FILE, report)
+    if writer:
+        write_json_atomic(folder / METRICS_FILE, report)
     return report
 
 
