@@ -13,7 +13,8 @@ photo (other motion, lighting and seed) is converted. That fallback has no expre
 the report says so.
 
 The stages -- extract -> train-swap (``fast``) -> convert -> evaluate -> make-dataset ->
-train-detect -> detect -- run through the same Python API the CLI uses; ``report.html`` /
+train-detect -> detect -- run through the same Python API the CLI uses (an orchestrator: it calls
+each stage's public API, never a stage's internals); ``report.html`` /
 ``report.md`` record which frames trained and which were held out (``split.json`` too).
 """
 
@@ -43,8 +44,8 @@ from deepfake_cli.media.images import write_image
 from deepfake_cli.media.synthetic import make_clip, write_clip
 from deepfake_cli.media.video import VideoReader
 from deepfake_cli.report import Section, write_report
-from deepfake_cli.swap.convert import ConvertOptions, convert
-from deepfake_cli.swap.train import swap_config, train_swap
+from deepfake_cli.convert import ConvertOptions, convert
+from deepfake_cli.swap import swap_config, train_swap
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,9 @@
 """The extract stage: find faces, landmark and align them, write PNGs and ``alignments.json``.
 
-With a reference (``ExtractOptions.reference``) only that person's faces are kept: each face found
-is compared with the reference's identity descriptor (``faces.identity.IdentityMatcher``).
+Faces are found by ``faces.finder.FaceFinder`` and written by ``faces.crops`` (the output format
+detect's face cache shares). With a reference (``ExtractOptions.reference``) only that person's
+faces are kept: each face found is compared with the reference's identity descriptor
+(``faces.identity.IdentityMatcher``).
 
 Resumable: sources already listed in the output's alignments file are skipped, and the file is
 rewritten (atomically) after each source, so an interrupted run loses at most one source's work.
@@ -9,40 +11,33 @@ rewritten (atomically) after each source, so an interrupted run loses at most on
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from deepfake_cli.checkpoint import atomic_path
 from deepfake_cli.errors import InputError, NoFaceError
-from deepfake_cli.faces import DetectedFace, FaceBackend, create_backend
-from deepfake_cli.faces.align import alignment_matrix, warp_face
+from deepfake_cli.faces import FaceBackend, create_backend
+from deepfake_cli.faces.crops import FaceWriter, crop_source
+from deepfake_cli.faces.finder import FaceFinder, FindOptions
 from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE, IdentityMatcher
 from deepfake_cli.media.alignments import ALIGNMENTS_FILE, Alignments, FaceRecord, load_alignments, save_alignments
-from deepfake_cli.media.images import encode_png
-from deepfake_cli.media.pipeline import run_pipeline
-from deepfake_cli.media.sources import collect_sources, estimated_frames, iter_frames
+from deepfake_cli.media.sources import collect_sources, estimated_frames
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ExtractOptions:
-    """What to extract and how."""
+class ExtractOptions(FindOptions):
+    """What to extract and how: which faces to keep (``FindOptions``: all_faces, min_size,
+    min_score) and the extract-only options below."""
 
     detector: str = "offline"
     size: int = 256
     coverage: float = 0.625
     every_n: int = 1
-    all_faces: bool = False
-    min_size: float = 20.0
-    min_score: float = 0.8
     fan_weights: str | None = None
     flip_input: bool = False
     device: str = "cpu"
@@ -57,8 +52,7 @@ class ExtractOptions:
             raise InputError(f"coverage must be within 0.1..1.0, got {self.coverage}")
         if self.every_n < 1:
             raise InputError(f"--every-n must be at least 1, got {self.every_n}")
-        if not 0.0 <= self.min_score <= 1.0:
-            raise InputError(f"--min-score must be within 0..1, got {self.min_score}")
+        super().check()
         if not 0.0 < self.reference_distance <= 2.0:
             raise InputError(f"--reference-distance must be within 0..2, got {self.reference_distance}")
 
@@ -97,79 +91,6 @@ class ExtractSummary:
         return f"extract: {', '.join(parts)} in {self.seconds:.1f}s -> {self.outdir / ALIGNMENTS_FILE}"
 
 
-@dataclass
-class FinderTimes:
-    """Seconds spent in the detector and the landmarker (and, with a reference, computing identity
-    descriptors), for benchmarks."""
-
-    detect: float = 0.0
-    landmarks: float = 0.0
-    identity: float = 0.0
-    descriptors: int = 0
-
-
-class FaceFinder:
-    """Detect, filter and landmark faces in frames with one backend; with a ``matcher``, only the
-    reference person's faces are kept."""
-
-    def __init__(self, backend: FaceBackend, options: ExtractOptions, matcher: IdentityMatcher | None = None) -> None:
-        self.backend = backend
-        self.options = options
-        self.matcher = matcher
-        self.others = 0
-        self.times = FinderTimes()
-
-    def keeps(self, face: DetectedFace) -> bool:
-        """Whether a detected face passes the score and size filters."""
-        return face.score >= self.options.min_score and face.min_side >= self.options.min_size
-
-    def detect(self, image: np.ndarray) -> list[DetectedFace]:
-        """The detector's boxes in ``image`` (timed, unfiltered)."""
-        start = time.perf_counter()
-        boxes = self.backend.detect_boxes(image)
-        self.times.detect += time.perf_counter() - start
-        return boxes
-
-    def landmark(self, image: np.ndarray, faces: list[DetectedFace]) -> list[DetectedFace]:
-        """``faces`` with their 68 landmarks (timed)."""
-        start = time.perf_counter()
-        faces = self.backend.landmarks(image, faces)
-        self.times.landmarks += time.perf_counter() - start
-        return faces
-
-    def identify(self, image: np.ndarray, faces: list[DetectedFace]) -> list[float]:
-        """Distance of each of ``faces`` (landmarked) to the reference (timed; needs a matcher)."""
-        assert self.matcher is not None
-        start, computed = self.matcher.seconds, self.matcher.computed
-        distances = self.matcher.distances(image, faces)
-        self.times.identity += self.matcher.seconds - start
-        self.times.descriptors += self.matcher.computed - computed
-        return distances
-
-    def find(self, image: np.ndarray) -> list[DetectedFace]:
-        """Faces passing the size/score filters, largest first (only the largest unless all_faces).
-
-        With a matcher: only the faces of the reference person, largest first (only the nearest to
-        the reference unless all_faces)."""
-        kept = sorted(filter(self.keeps, self.detect(image)), key=lambda f: f.area, reverse=True)
-        if self.matcher is not None:
-            return self._find_reference(image, kept)
-        if not self.options.all_faces:
-            kept = kept[:1]
-        return self.landmark(image, kept) if kept else []
-
-    def _find_reference(self, image: np.ndarray, kept: list[DetectedFace]) -> list[DetectedFace]:
-        assert self.matcher is not None
-        faces = self.landmark(image, kept) if kept else []
-        distances = self.identify(image, faces)
-        matching = [(d, i) for i, d in enumerate(distances) if d < self.matcher.threshold]
-        self.others += len(faces) - len(matching)
-        if not self.options.all_faces:
-            self.others += len(matching[1:])
-            matching = sorted(matching)[:1]
-        return [faces[i] for _, i in sorted(matching, key=lambda m: m[1])]
-
-
 def _unique_stem(source: Path, taken: dict[str, str]) -> str:
     """A file-name stem for ``source`` not yet used by another source in this output folder."""
     stem, n = source.stem, 1
@@ -178,31 +99,6 @@ def _unique_stem(source: Path, taken: dict[str, str]) -> str:
         stem = f"{source.stem}-{n}"
     taken[stem] = str(source)
     return stem
-
-
-class _FaceWriter:
-    """Encodes, de-duplicates and writes aligned faces on a worker thread."""
-
-    def __init__(self, outdir: Path, seen: set[str]) -> None:
-        self.outdir = outdir
-        self.seen = seen
-        self.pool = ThreadPoolExecutor(max_workers=1)
-
-    def submit(self, aligned: np.ndarray, name: str) -> Future:
-        return self.pool.submit(self._write, aligned, name)
-
-    def _write(self, aligned: np.ndarray, name: str) -> str | None:
-        png = encode_png(aligned)
-        digest = hashlib.sha1(png).hexdigest()
-        if digest in self.seen:
-            return None
-        self.seen.add(digest)
-        with atomic_path(self.outdir / name) as tmp:
-            tmp.write_bytes(png)
-        return digest
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
 
 
 def _open_alignments(outdir: Path, options: ExtractOptions) -> Alignments:
@@ -252,7 +148,7 @@ def extract(
     todo = [s for s in sources if str(s) not in alignments.sources]
     summary.resumed = len(sources) - len(todo)
     taken = {Path(r.file).stem.rsplit("_", 2)[0]: r.source for r in alignments.faces}
-    writer = _FaceWriter(target, {r.sha1 for r in alignments.faces})
+    writer = FaceWriter(target, {r.sha1 for r in alignments.faces})
     total = sum(estimated_frames(s, options.every_n) for s in todo)
     try:
         with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
@@ -282,48 +178,24 @@ def extract(
 def _extract_source(
     source: Path,
     finder: FaceFinder,
-    writer: _FaceWriter,
+    writer: FaceWriter,
     stem: str,
     options: ExtractOptions,
     summary: ExtractSummary,
     bar: tqdm,
 ) -> tuple[list[FaceRecord], int] | None:
     """Extract one source: its records and frame count; None (after a warning) if unreadable."""
-    pending: list[tuple[Future, FaceRecord]] = []
-    frames = 0
     try:
-        # decoding runs in a feeder thread, a few frames ahead (bounded memory)
-        for frame_index, image in run_pipeline(iter_frames(source, options.every_n), []):
-            frames += 1
-            bar.update(1)
-            for face_index, face in enumerate(finder.find(image)):
-                matrix = alignment_matrix(face.landmarks, options.size, options.coverage)
-                name = f"{stem}_{frame_index:06d}_{face_index}.png"
-                record = FaceRecord(
-                    source=str(source), frame=frame_index, face=face_index, bbox=face.bbox.tolist(),
-                    score=face.score, landmarks=face.landmarks, matrix=matrix, size=options.size,
-                    file=name, sha1="")
-                pending.append((writer.submit(warp_face(image, matrix, options.size), name), record))
+        found = crop_source(source, finder, writer, stem, options.size, options.coverage, options.every_n,
+                            on_frame=lambda: bar.update(1))
     except InputError as exc:
         log.warning("skipping unreadable input: %s", exc)
         summary.failed.append((str(source), exc.message))
-        for future, record in pending:
-            digest = future.result()
-            if digest:
-                writer.seen.discard(digest)
-                (summary.outdir / record.file).unlink(missing_ok=True)
         return None
-    records = []
-    for future, record in pending:
-        digest = future.result()
-        if digest is None:
-            summary.duplicates += 1
-            continue
-        record.sha1 = digest
-        records.append(record)
-    summary.frames += frames
-    summary.faces += len(records)
-    if not records:
+    summary.duplicates += found.duplicates
+    summary.frames += found.frames
+    summary.faces += len(found.records)
+    if not found.records:
         log.warning("no face found in %s", source)
         summary.without_faces.append(str(source))
-    return records, frames
+    return found.records, found.frames

@@ -27,6 +27,8 @@ and ``dataset.shard-K-of-N.csv`` listing only its own videos, never ``metadata.j
 run finds every video of the whole list on disk when it ends (the last shard to finish, or any
 later run) also writes the complete ``metadata.json`` and ``dataset.csv``, the same as one
 unsharded run writes.
+
+An orchestrator: it runs the convert stage through its public API (``deepfake_cli.convert``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from deepfake_cli.checkpoint import atomic_path, write_json_atomic, write_text_a
 from deepfake_cli.errors import ConfigError, InputError
 from deepfake_cli.media.shards import Shard
 from deepfake_cli.media.video import is_video
-from deepfake_cli.swap.convert import ConvertOptions, convert
+from deepfake_cli.convert import ConvertOptions, convert
 
 log = logging.getLogger(__name__)
 

@@ -41,9 +41,9 @@ from deepfake_cli.media.images import write_image
 from deepfake_cli.media.synthetic import load_still, make_clip, write_clip
 from deepfake_cli.media.video import VideoReader, VideoWriter
 from deepfake_cli.runtime import autocast_dtype, configure_threads, resolve_device
-from deepfake_cli.swap.convert import ConvertOptions, convert
-from deepfake_cli.swap.convert_faces import DetectingLocator
-from deepfake_cli.swap.convert_frames import FrameJob, FrameSwapper
+from deepfake_cli.convert import ConvertOptions, convert
+from deepfake_cli.faces.follow import DetectingLocator
+from deepfake_cli.convert.frames import FrameJob, FrameSwapper
 from deepfake_cli.swap.loader import SwapModel
 from deepfake_cli.swap.networks import build_generator
 from deepfake_cli.swap.schema import SwapConfig, validate

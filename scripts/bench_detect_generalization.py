@@ -68,7 +68,7 @@ from deepfake_cli.make_dataset import make_dataset  # noqa: E402
 from deepfake_cli.media.sources import media_frames  # noqa: E402
 from deepfake_cli.media.synthetic import make_clip, write_clip  # noqa: E402
 from deepfake_cli.runtime import configure_threads  # noqa: E402
-from deepfake_cli.swap.convert import ConvertOptions  # noqa: E402
+from deepfake_cli.convert import ConvertOptions  # noqa: E402
 from deepfake_cli.swap.train import swap_config, train_swap  # noqa: E402
 
 DETECTORS = ("tiny_frame", "efficientnet_b0", "tiny")

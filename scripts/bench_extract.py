@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from deepfake_cli.extract import ExtractOptions, FaceFinder, extract
+from deepfake_cli.extract import ExtractOptions, extract
 from deepfake_cli.faces import create_backend
+from deepfake_cli.faces.finder import FaceFinder
 from deepfake_cli.faces.identity import IdentityMatcher
 from deepfake_cli.media.images import write_image
 from deepfake_cli.media.synthetic import load_still, make_clip, write_clip

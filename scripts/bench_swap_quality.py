@@ -47,7 +47,7 @@ from deepfake_cli.media.images import write_image  # noqa: E402
 from deepfake_cli.media.sources import media_frames  # noqa: E402
 from deepfake_cli.media.synthetic import Still, make_clip, moving_still, write_clip  # noqa: E402
 from deepfake_cli.runtime import configure_threads  # noqa: E402
-from deepfake_cli.swap.convert import ConvertOptions, convert  # noqa: E402
+from deepfake_cli.convert import ConvertOptions, convert  # noqa: E402
 from deepfake_cli.swap.data import load_faces  # noqa: E402
 from deepfake_cli.swap.loader import load_swap_model  # noqa: E402
 from deepfake_cli.swap.quality import mask_coverage  # noqa: E402

@@ -13,7 +13,7 @@ from deepfake_cli.errors import ConfigError
 from deepfake_cli.faces import create_backend
 from deepfake_cli.media.synthetic import Clip, load_still, write_clip
 from deepfake_cli.media.video import VideoReader, ffmpeg_exe, has_audio
-from deepfake_cli.swap.convert import ConvertOptions, convert
+from deepfake_cli.convert import ConvertOptions, convert
 
 
 @pytest.fixture()

@@ -12,8 +12,8 @@ from deepfake_cli.faces.align import alignment_matrix, warp_face
 from deepfake_cli.faces.masks import MaskShape
 from deepfake_cli.faces.smoothing import inter_ocular_distance
 from deepfake_cli.faces.template import MEAN_FACE_68
-from deepfake_cli.swap.convert import ConvertOptions
-from deepfake_cli.swap.convert_frames import BlendSettings, FaceJob, FrameJob, FrameSwapper, paste_face
+from deepfake_cli.convert import ConvertOptions
+from deepfake_cli.convert.frames import BlendSettings, FaceJob, FrameJob, FrameSwapper, paste_face
 
 SIZE, COVERAGE = 64, 0.625
 

@@ -15,7 +15,7 @@ from deepfake_cli.media.synthetic import make_clip, write_clip
 # the level before converting (sampled every 5 ms from /proc/self/status).
 _MEASURE = textwrap.dedent("""
     import sys, threading, time
-    from deepfake_cli.swap.convert import convert
+    from deepfake_cli.convert import convert
 
     def rss_kb():
         with open("/proc/self/status") as status:

@@ -10,7 +10,7 @@ import pytest
 from deepfake_cli.faces import create_backend
 from deepfake_cli.faces.smoothing import inter_ocular_distance
 from deepfake_cli.media.synthetic import make_clip
-from deepfake_cli.swap.convert_faces import DetectingLocator, box_overlap
+from deepfake_cli.faces.follow import DetectingLocator, box_overlap
 
 SOURCE = Path("clip.mp4")
 

@@ -29,7 +29,7 @@ from deepfake_cli.errors import CheckpointError, ConfigError
 from deepfake_cli.media.synthetic import load_still
 from deepfake_cli.runtime import autocast_dtype, native_cpu_bf16, resolve_device
 from deepfake_cli.swap import load_swap_model, swap_config, train_swap
-from deepfake_cli.swap.convert import ConvertOptions, convert
+from deepfake_cli.convert import ConvertOptions, convert
 from deepfake_cli.swap.data import load_faces
 from deepfake_cli.swap.models import SIDES
 from deepfake_cli.swap.schema import SwapConfig

@@ -14,8 +14,8 @@ from deepfake_cli.faces.align import invert_matrix, transform_points
 from deepfake_cli.faces.masks import MaskShape, blend_mask
 from deepfake_cli.faces.parsing import CLASSES, FACE_CLASSES, BiSeNet, FaceParser, load_face_parser
 from deepfake_cli.faces.template import MEAN_FACE_68
-from deepfake_cli.swap.convert import ConvertOptions
-from deepfake_cli.swap.convert_frames import FrameJob, FrameSwapper
+from deepfake_cli.convert import ConvertOptions
+from deepfake_cli.convert.frames import FrameJob, FrameSwapper
 
 SQUARE = (slice(30, 40), slice(36, 46))  # rows, columns of the parser crop labelled "not face"
 

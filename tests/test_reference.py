@@ -20,7 +20,7 @@ from deepfake_cli.media.alignments import load_alignments
 from deepfake_cli.media.images import write_image
 from deepfake_cli.media.synthetic import STILLS, load_still, make_clip, write_clip
 from deepfake_cli.media.video import VideoReader
-from deepfake_cli.swap.convert_faces import DetectingLocator
+from deepfake_cli.faces.follow import DetectingLocator
 
 SIZE = (640, 360)
 REFERENCE, OTHER = "astronaut", "grace_hopper"

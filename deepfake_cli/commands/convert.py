@@ -11,9 +11,9 @@ from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE
 from deepfake_cli.faces.masks import MASK_KINDS
 from deepfake_cli.media.shards import Shard
 from deepfake_cli.media.video import ENCODER_PRESETS
-from deepfake_cli.swap.convert import DIRECTIONS, ConvertError, ConvertOptions
-from deepfake_cli.swap.convert import convert as run_convert
-from deepfake_cli.swap.convert_faces import REDETECT_EVERY
+from deepfake_cli.convert import DIRECTIONS, ConvertError, ConvertOptions
+from deepfake_cli.convert import convert as run_convert
+from deepfake_cli.faces.follow import REDETECT_EVERY
 
 
 @click.command("convert")

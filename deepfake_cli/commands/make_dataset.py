@@ -7,7 +7,7 @@ import click
 from deepfake_cli.commands import device_option, resolve_device_name, settings, shard_option
 from deepfake_cli.make_dataset import make_dataset as run_make_dataset
 from deepfake_cli.media.shards import Shard
-from deepfake_cli.swap.convert import ConvertOptions
+from deepfake_cli.convert import ConvertOptions
 
 
 @click.command("make-dataset")

@@ -104,6 +104,7 @@ def validate(config: DetectConfig) -> DetectConfig:
     checks = [
         (config.faces.size >= 16, "faces.size must be at least 16"),
         (config.faces.every_n >= 1, "faces.every_n must be at least 1"),
+        (0.1 <= config.faces.coverage <= 1.0, "faces.coverage must be within 0.1..1.0"),
         (config.sequence.frames >= 1, "sequence.frames must be at least 1"),
         (config.sequence.stride >= 1, "sequence.stride must be at least 1"),
         (config.sequence.size >= 8, "sequence.size must be at least 8"),

@@ -1,8 +1,9 @@
 """Face tracks: the aligned faces of one video (or image) in frame order, ready to be sequenced.
 
-Faces come from the extract stage. A video or image is extracted once into a cache folder keyed
-by its path, size, modification time and the face options, so later runs (a second training,
-another fold, detection) reuse the faces. An extract output folder is read directly through its
+Faces are found (``faces.finder``) and written in the extract stage's output format
+(``faces.crops``) once per video or image, into a cache folder keyed by its path, size,
+modification time and the face options, so later runs (a second training, another fold,
+detection) reuse the faces. An extract output folder is read directly through its
 ``alignments.json``: each source in it is one track.
 """
 
@@ -22,9 +23,10 @@ from tqdm import tqdm
 
 from deepfake_cli.detect.config import FacesConfig
 from deepfake_cli.detect.layouts import LabelledInput
-from deepfake_cli.errors import InputError, NoFaceError
-from deepfake_cli.extract import ExtractOptions, extract
-from deepfake_cli.faces import create_backend
+from deepfake_cli.errors import InputError
+from deepfake_cli.faces import FaceBackend, create_backend
+from deepfake_cli.faces.crops import crop_into
+from deepfake_cli.faces.finder import FaceFinder
 from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE, IdentityMatcher
 from deepfake_cli.media.alignments import ALIGNMENTS_FILE, Alignments, FaceRecord, load_alignments, save_alignments
 from deepfake_cli.media.images import is_image, read_image
@@ -96,19 +98,24 @@ class FaceSource:
                  reference_distance: float = SAME_PERSON_DISTANCE) -> None:
         self.cache_dir = cache_dir
         self.config = options
-        self.options = ExtractOptions(detector=options.detector, size=options.size, coverage=options.coverage,
-                                      every_n=options.every_n, device=device, reference=reference,
-                                      reference_distance=reference_distance)
+        self.device = device
+        self.reference = reference
+        self.reference_distance = reference_distance
+        self._backend: FaceBackend | None = None
         self._matcher: IdentityMatcher | None = None
         self.reused = 0
         self.extracted = 0
 
+    def backend(self) -> FaceBackend:
+        """The face backend (built once)."""
+        if self._backend is None:
+            self._backend = create_backend(self.config.detector, device=self.device)
+        return self._backend
+
     def matcher(self) -> IdentityMatcher | None:
         """The reference person's matcher (read once), or None without a reference."""
-        if self.options.reference and self._matcher is None:
-            backend = create_backend(self.options.detector, device=self.options.device)
-            self._matcher = IdentityMatcher.from_reference(self.options.reference, backend,
-                                                           self.options.reference_distance)
+        if self.reference and self._matcher is None:
+            self._matcher = IdentityMatcher.from_reference(self.reference, self.backend(), self.reference_distance)
         return self._matcher
 
     def tracks(self, path: Path) -> list[FaceTrack]:
@@ -162,11 +169,14 @@ class FaceSource:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=self.cache_dir))
         try:
-            try:
-                extract([path], staging, self.options, progress=False, matcher=self.matcher())
-            except NoFaceError:  # remembered as an empty alignments file, so it is not retried
+            finder = FaceFinder(self.backend(), matcher=self.matcher())
+            config = self.config
+            try:  # no face: an alignments file without faces is remembered, so it is not retried
+                crop_into(path, staging, finder, config.detector, config.size, config.coverage, config.every_n)
+            except InputError as exc:  # unreadable part way: remembered as faceless too
+                log.warning("skipping unreadable input: %s", exc)
                 save_alignments(staging / ALIGNMENTS_FILE, Alignments(
-                    detector=self.options.detector, size=self.options.size, coverage=self.options.coverage,
+                    detector=config.detector, size=config.size, coverage=config.coverage,
                     sources={str(path.resolve()): {"frames": 0, "faces": 0}}))
             if not folder.exists():
                 os.replace(staging, folder)

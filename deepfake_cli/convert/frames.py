@@ -21,8 +21,8 @@ from deepfake_cli.faces.blend import blend
 from deepfake_cli.faces.color import match_color
 from deepfake_cli.faces.masks import MaskShape, blend_mask
 from deepfake_cli.faces.smoothing import LandmarkSmoother
-from deepfake_cli.swap.convert_faces import FaceLocator
-from deepfake_cli.swap.convert_provenance import stamp_watermark
+from deepfake_cli.faces.follow import FaceLocator
+from deepfake_cli.convert.provenance import stamp_watermark
 
 if TYPE_CHECKING:
     from deepfake_cli.faces.parsing import FaceParser

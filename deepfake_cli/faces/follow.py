@@ -1,5 +1,5 @@
-"""Where the faces are, for convert: detected (and followed from frame to frame), or read from an
-extract alignments file.
+"""Face following: where the faces of a video's frames are, detected (and followed from frame to
+frame) or read from an extract alignments file; what convert swaps.
 
 A ``FaceLocator`` maps ``(source, frame index, frame)`` to the landmarks of the faces to swap.
 With an ``IdentityMatcher`` (``--reference``) only the reference person's face is given.
@@ -13,8 +13,8 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from deepfake_cli.extract import ExtractOptions, FaceFinder
-from deepfake_cli.faces import DetectedFace, FaceBackend
+from deepfake_cli.faces.base import DetectedFace, FaceBackend
+from deepfake_cli.faces.finder import FaceFinder
 from deepfake_cli.faces.identity import IdentityMatcher, landmarks_face
 from deepfake_cli.media.alignments import Alignments
 
@@ -107,7 +107,7 @@ class DetectingLocator:
 
     def __init__(self, backend: FaceBackend, redetect: int = REDETECT_EVERY,
                  matcher: IdentityMatcher | None = None) -> None:
-        self.finder = FaceFinder(ScaledBackend(backend), ExtractOptions())
+        self.finder = FaceFinder(ScaledBackend(backend))
         self.matcher = matcher
         self.redetect = redetect
         self.full_searches = 0
