@@ -42,15 +42,14 @@ from deepfake_cli.checkpoint import write_json_atomic
 from deepfake_cli.errors import ConfigError, InputError, NoFaceError
 from deepfake_cli.faces.align import INNER, template_points
 from deepfake_cli.faces.masks import hull_mask
-from deepfake_cli.media.alignments import (ALIGNMENTS_FILE, Alignments, FaceRecord, load_alignments, save_alignments,
-                                          split_missing)
+from deepfake_cli.media.alignments import (ALIGNMENTS_FILE, SHEET_PREFIX, Alignments, FaceRecord, is_sort_output,
+                                          load_alignments, save_alignments, split_missing)
 from deepfake_cli.media.images import is_image, read_image, write_image
 
 log = logging.getLogger(__name__)
 
 SORT_FILE = "sort.json"
 REJECTED_DIR = "rejected"
-SHEET_PREFIX = "sort_cluster_"
 REASONS = ("other_person", "misaligned", "blurry", "duplicate")
 KEEP = "keep"
 THUMB_PX = 32  # grey thumbnail side for the pixel distance of near-duplicates
@@ -60,11 +59,6 @@ SHEET_MAX_FACES = 150
 SHEET_HEADER = 30
 _COLOURS = {KEEP: (40, 180, 60), "other_person": (150, 150, 150), "misaligned": (230, 140, 20),
             "blurry": (60, 120, 230), "duplicate": (200, 60, 200)}
-
-
-def is_sort_output(path: Path) -> bool:
-    """Whether ``path`` is a contact sheet ``dfk sort`` wrote (not a face)."""
-    return path.name.startswith(SHEET_PREFIX) and path.suffix.lower() == ".png"
 
 
 @dataclass
@@ -232,13 +226,11 @@ def _sharpness(grey: np.ndarray, points68: np.ndarray) -> float:
 
 def score_face(image: np.ndarray, record: FaceRecord, coverage: float) -> FaceScore:
     """Descriptor, sharpness, fit and thumbnail of one aligned face (RGB uint8)."""
-    from deepfake_cli.faces.base import DetectedFace
-    from deepfake_cli.faces.identity import face_descriptor
+    from deepfake_cli.faces.identity import aligned_descriptor
 
     width = image.shape[1]
     points, points68, template = _points(record, width, coverage)
-    box = np.concatenate([points68.min(axis=0), points68.max(axis=0)])
-    descriptor = face_descriptor(image, DetectedFace(bbox=box, score=1.0, landmarks=points68))
+    descriptor = aligned_descriptor(image, record, coverage)
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     thumb = cv2.resize(grey, (THUMB_PX, THUMB_PX), interpolation=cv2.INTER_AREA).astype(np.float32)
     return FaceScore(record, descriptor, _sharpness(grey, points68), _fit(points, template, width, coverage), thumb)

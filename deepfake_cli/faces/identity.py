@@ -10,13 +10,16 @@ from __future__ import annotations
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deepfake_cli.errors import ConfigError, InputError, NoFaceError
 from deepfake_cli.faces.base import DetectedFace, FaceBackend
 from deepfake_cli.faces.offline import dlib_model_path
+
+if TYPE_CHECKING:
+    from deepfake_cli.media.alignments import FaceRecord
 
 SAME_PERSON_DISTANCE = 0.6
 
@@ -42,17 +45,27 @@ REFERENCE_FACES = 32
 """The most faces a reference is averaged over (videos and large folders are subsampled)."""
 
 
+def aligned_descriptor(image: np.ndarray, record: FaceRecord, coverage: float) -> np.ndarray:
+    """The descriptor of one aligned face (an extract folder's PNG, RGB uint8) from its record's
+    landmarks (the template's 68 points when the record holds only 5); no detection."""
+    from deepfake_cli.faces.align import template_points
+
+    width = image.shape[1]
+    points68 = record.aligned_landmarks() * (width / record.size) if record.has_68 else template_points(width, coverage)
+    box = np.concatenate([points68.min(axis=0), points68.max(axis=0)])
+    return face_descriptor(image, DetectedFace(bbox=box, score=1.0, landmarks=points68))
+
+
 def _aligned_descriptors(folder: Path, max_faces: int) -> list[np.ndarray]:
     """Descriptors of the faces an extract folder lists (with the records' landmarks; no detection)."""
     from deepfake_cli.media.alignments import load_alignments, split_missing
     from deepfake_cli.media.images import read_image
-    from deepfake_cli.sort import score_face
 
     alignments = load_alignments(folder)
     records = split_missing(alignments, folder)[0]
     if len(records) > max_faces:
         records = [records[i] for i in np.linspace(0, len(records) - 1, max_faces).round().astype(int)]
-    return [score_face(read_image(folder / r.file), r, alignments.coverage).descriptor for r in records]
+    return [aligned_descriptor(read_image(folder / r.file), r, alignments.coverage) for r in records]
 
 
 def _found_descriptors(path: Path, backend: FaceBackend, max_faces: int) -> list[np.ndarray]:

@@ -29,6 +29,15 @@ ALIGNMENTS_FILE = "alignments.json"
 FORMAT_VERSION = 1
 
 
+SHEET_PREFIX = "sort_cluster_"
+"""The name prefix of the contact sheets ``dfk sort`` writes into a face folder."""
+
+
+def is_sort_output(path: Path) -> bool:
+    """Whether ``path`` is a contact sheet ``dfk sort`` wrote (not a face)."""
+    return path.name.startswith(SHEET_PREFIX) and path.suffix.lower() == ".png"
+
+
 @dataclass
 class FaceRecord:
     """One aligned face: where it came from and how it was cut out."""

@@ -18,9 +18,9 @@ import torch
 from deepfake_cli.errors import InputError
 from deepfake_cli.faces.masks import erode_mask, hull_mask
 from deepfake_cli.faces.smoothing import inter_ocular_distance
-from deepfake_cli.media.alignments import ALIGNMENTS_FILE, Alignments, FaceRecord, load_alignments, split_missing
+from deepfake_cli.media.alignments import (ALIGNMENTS_FILE, Alignments, FaceRecord, is_sort_output, load_alignments,
+                                          split_missing)
 from deepfake_cli.media.images import is_image, read_image
-from deepfake_cli.sort import is_sort_output
 
 log = logging.getLogger(__name__)
 
