@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -108,3 +109,15 @@ def tiny_swap_model(tmp_path_factory: pytest.TempPathFactory, faces_a: Path, fac
     finally:
         torch.set_num_threads(threads)
     return model_dir
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models train fastest (and reproducibly) on one intra-op thread, even on a busy 2-core
+    machine; test modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

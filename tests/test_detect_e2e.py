@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -59,14 +58,7 @@ def swap_face_region(clip: Clip, name: str, shrink: int = 4) -> list[np.ndarray]
     return fakes
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """These models are tiny: on a shared 2-core machine one intra-op thread is several times
-    faster (and far steadier) than two competing for busy cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 import sys
 import urllib.error
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -25,12 +24,7 @@ from detect_faces import write_dataset
 B0_FILE = "efficientnet_b0_rwightman-7f5810bc.pth"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
-import torch
 
 from deepfake_cli.config import load_config
 from deepfake_cli.detect import DetectConfig, Detector, read_dataset, train_detector
@@ -18,12 +16,7 @@ from detect_faces import relabel_split, write_dataset
 GROUPS = {f"g{k}": "train" for k in range(8)} | {f"t{k}": "test" for k in range(3)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -28,12 +27,7 @@ from deepfake_cli.media.images import read_image
 from deepfake_cli.media.synthetic import make_clip, write_clip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -47,12 +47,7 @@ def cuda_generator_state(seed: int, offset: int) -> torch.Tensor:
     return torch.tensor([seed, offset], dtype=torch.int64).view(torch.uint8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()

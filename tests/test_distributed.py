@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -40,12 +39,7 @@ TOLERANCE = 1e-4
 multiprocess = pytest.mark.multiprocess
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def torchrun(*args: str | Path, ranks: int = 2) -> subprocess.CompletedProcess[str]:

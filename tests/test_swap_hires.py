@@ -34,14 +34,6 @@ HIRES_256 = ("model.size=256", "model.encoder_widths=[32,64,128,256,512,1024]",
              "model.decoder_widths=[512,256,128,64,64]", "loss.ssim_scales=5")
 
 
-@pytest.fixture()
-def one_thread() -> Iterator[None]:
-    """Steps of a 100 M model on a CPU shared with other test runs: one thread each."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _hires(model_dir: Path, *overrides: str) -> SwapConfig:
     """The preset as ``dfk train-swap --preset hires --set ...`` resolves it (validated)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -16,13 +15,7 @@ DECODERS = "decoders."
 FROZEN = ("--iterations", "1", "--set", "train.lr=1e-10")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models train fastest (and reproducibly) on one thread, even on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(run_dfk, faces_a: Path, faces_b: Path, model_dir: Path, *args: str | Path):

@@ -8,7 +8,6 @@ import shutil
 import sys
 import types
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import pytest
@@ -28,13 +27,7 @@ LOSS_COLUMNS_GAN = {f"{side}_{term}" for side in "ab"
                     for term in ("recon", "edge", "perceptual", "adversarial", "mask_l1", "mask_tv")}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models train fastest (and reproducibly) on one thread, even on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(run_dfk, faces_a: Path, faces_b: Path, model_dir: Path, *args: str):
