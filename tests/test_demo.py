@@ -69,14 +69,16 @@ def test_stills_fallback_without_footage(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert record["mode"] == "stills" and "no expression change" in record["note"].lower()
 
     # the report of a fallback run says so in its title and beside the evaluate figures
-    for image in ("model/previews/latest.png", "model/loss.png", "before_after.png", "detector/roc.png"):
+    for image in ("model/previews/latest.png", "model/loss.png", "before_after.png", "detector/roc.png",
+                  "crowd_before_after.png"):
         (tmp_path / image).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / image).write_bytes(b"")
-    figures = {name: {} for name in ("clips", "extract", "train-swap", "convert", "evaluate", "make-dataset",
-                                     "train-detect", "detect")}
+    figures = {name: {} for name in ("clips", "extract", "train-swap", "convert", "crowd", "evaluate",
+                                     "make-dataset", "train-detect", "detect")}
     demo._write_demo_report(tmp_path, data, {"a": tmp_path / "faces_a", "b": tmp_path / "faces_b"},
                             tmp_path / "model", tmp_path / "converted.mp4", tmp_path / "dataset",
-                            tmp_path / "detector", figures, True, held)
+                            tmp_path / "detector", figures, True, held,
+                            (tmp_path / "crowd.mp4", tmp_path / "crowd_converted.mp4"))
     markdown = (tmp_path / "report.md").read_text()
     title = markdown.splitlines()[0]
     assert title.startswith("# dfk demo") and "(stills fallback: no expression change)" in title
@@ -133,6 +135,10 @@ def test_quick_demo_measures_only_held_out_frames(run_dfk, tmp_path: Path) -> No
     assert 0.0 <= figures["evaluate"]["identity_transfer"] <= 1.0
     assert "sharpness" in figures["evaluate"]
     assert figures["make-dataset"]["fakes"] == 4
+    crowd = figures["crowd"]  # two people in every frame, --reference: A is swapped, the other never
+    other = next(v for k, v in crowd.items() if k.startswith("frames with the other person"))
+    assert crowd["frames with A swapped"] == crowd["frames"] > 0 and other == 0
+    assert "--reference" in markdown
     for stage in ("extract", "train-swap", "convert", "evaluate", "make-dataset", "train-detect", "detect"):
         assert f"dfk {stage}" in markdown
     scores = json.loads((out / "detect.json").read_text())
