@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from deepfake_cli.errors import InputError, NoFaceError
 from deepfake_cli.faces import FaceBackend, create_backend
-from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE, face_descriptor
+from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE, face_descriptor, found_descriptors
 from deepfake_cli.faces.masks import hull_mask, soft_hull_mask
 from deepfake_cli.media.sources import media_frames
 
@@ -58,13 +58,7 @@ class SwapQuality:
 
 def identity_reference(path: str | Path, backend: FaceBackend, max_frames: int = REFERENCE_FRAMES) -> np.ndarray:
     """Mean face descriptor over the faces in a folder, image or video (the largest face each)."""
-    descriptors = []
-    for frame in media_frames(path, max_frames=max_frames):
-        faces = backend.detect(frame)
-        if faces:
-            descriptors.append(face_descriptor(frame, faces[0]))
-        if len(descriptors) >= max_frames:
-            break
+    descriptors = found_descriptors(path, backend, max_frames)
     if not descriptors:
         raise NoFaceError("no face found in the identity reference", str(path))
     return np.mean(descriptors, axis=0)

@@ -68,7 +68,7 @@ def _aligned_descriptors(folder: Path, max_faces: int) -> list[np.ndarray]:
     return [aligned_descriptor(read_image(folder / r.file), r, alignments.coverage) for r in records]
 
 
-def _found_descriptors(path: Path, backend: FaceBackend, max_faces: int) -> list[np.ndarray]:
+def found_descriptors(path: str | Path, backend: FaceBackend, max_faces: int) -> list[np.ndarray]:
     """Descriptors of the largest face of each image / sampled video frame under ``path``."""
     from deepfake_cli.media.sources import media_frames
 
@@ -114,7 +114,7 @@ class IdentityMatcher:
         if source.is_dir() and (source / ALIGNMENTS_FILE).is_file():
             descriptors = _aligned_descriptors(source, max_faces)
         else:
-            descriptors = _found_descriptors(source, backend, max_faces)
+            descriptors = found_descriptors(source, backend, max_faces)
         if not descriptors:
             raise NoFaceError("no face found in the --reference image(s)", str(source))
         return cls(np.mean(descriptors, axis=0), threshold, len(descriptors))
