@@ -66,6 +66,7 @@ class TrainConfig:
     val_fraction: float = 0.2  # groups held out for validation when the dataset names no val split
     test_fraction: float = 0.0  # groups held out for testing when the dataset names no test split
     flip: bool = True
+    augment: Literal["none", "quality"] = "none"  # quality: degrade every training face alike (detect.augment)
     precision: str = "auto"
     workers: int = 0  # data-loading processes (training, validation, test, detect --dataset); 0 = main process
     cache_frames: bool = True  # keep preprocessed training/validation faces in memory (read once)
@@ -132,6 +133,8 @@ def validate(config: DetectConfig) -> DetectConfig:
         (config.train.workers >= 0, "train.workers must be 0 (main process) or positive"),
         (config.train.log_every >= 1, "train.log_every must be at least 1"),
         (0.0 <= config.train.synthetic_ratio <= 1.0, "train.synthetic_ratio must be in [0, 1]"),
+        (config.train.augment == "none" or config.sequence.input != "canny",
+         "train.augment quality degrades RGB faces; sequence.input canny has none (use rgb or rgb+canny)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -9,6 +9,8 @@ preprocessed once in the main process before the workers start, and the workers 
 A self-blend twin's samples (``detect.synthetic``) are made when loaded: in training from a
 generator seeded by (seed, epoch, index), the epoch coming with the index from ``EpochSampler``
 (so persistent workers need no state from the main process); in evaluation from a fixed seed.
+With ``train.augment: quality`` every training sample, real or fake, is then degraded the same
+way (``detect.augment``, seeded alike); evaluation samples never are.
 
 Under torchrun (``ranks > 1``) every rank draws the same shuffled order of the epoch (the same
 seeded generator) and trains on its own share of it (``ShardSampler``, like torch's
@@ -24,7 +26,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
-from deepfake_cli.detect import synthetic
+from deepfake_cli.detect import augment, synthetic
 from deepfake_cli.detect.layouts import FAKE
 from deepfake_cli.detect.preprocess import FrameStore
 from deepfake_cli.detect.sequences import SequenceRef
@@ -37,12 +39,14 @@ class FaceSamples(Dataset):
 
     An index is a ref's position, or ``(epoch, position)`` from ``EpochSampler``; a self-blend
     twin's faces are blended anew for each training epoch and identically in every evaluation.
+    With ``augment``, samples indexed with an epoch (training) have their RGB channels degraded
+    (``detect.augment``).
     """
 
     def __init__(self, store: FrameStore, tracks: list[FaceTrack], refs: list[SequenceRef], frame_level: bool,
-                 seed: int = 0) -> None:
+                 seed: int = 0, augment: bool = False) -> None:
         self.store, self.tracks, self.refs, self.frame_level = store, tracks, refs, frame_level
-        self.seed = seed
+        self.seed, self.augment = seed, augment
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -59,6 +63,8 @@ class FaceSamples(Dataset):
             faces = self.store.get(track.files[ref.positions[0]])
         else:
             faces = self.store.sequence([track.files[p] for p in ref.positions])
+        if self.augment and epoch is not None:
+            faces = augment.degrade_sample(faces, augment.sample_rng(self.seed, epoch, index))
         label = -1.0 if track.label is None else float(track.label == FAKE)
         return torch.from_numpy(faces), torch.tensor(label, dtype=torch.float32)
 

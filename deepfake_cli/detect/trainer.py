@@ -299,7 +299,7 @@ def fit(
     best: FitResult | None = None
     keeper = _Keeper(train.min_delta)
     bar = tqdm(range(1, train.epochs + 1), desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True)
-    train_samples = FaceSamples(store, tracks, train_refs, frame_level, seed)
+    train_samples = FaceSamples(store, tracks, train_refs, frame_level, seed, augment=train.augment == "quality")
     for epoch in bar:
         tick = time.perf_counter()
         train_loss = epochs.run(train_samples, progress)
