@@ -1,4 +1,4 @@
-"""Self-blended images: a real face blended with an altered copy of itself, confined to a deformed hull."""
+"""Self-blended images: two copies of a real face, one of them altered, blended inside a deformed hull."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ def face() -> tuple[np.ndarray, np.ndarray]:
 
 
 def neutral(params: sbi.SBIParams) -> sbi.SBIParams:
-    """``params`` with no colour change, no quality loss (resize by 1), no misalignment, full blend."""
-    return replace(params, hue=0.0, saturation=1.0, brightness=0.0, contrast=1.0, channel_shift=(0.0, 0.0, 0.0),
+    """``params`` with no colour change, no quality loss (resize by 1), no misalignment, full blend,
+    the source copy altered."""
+    return replace(params, altered="source", hue=0.0, saturation=1.0, brightness=0.0, contrast=1.0, channel_shift=(0.0, 0.0, 0.0),
                    quality="resize", quality_amount=1.0, shift=(0.0, 0.0), scale=(1.0, 1.0), ratio=1.0)
 
 
@@ -45,13 +46,29 @@ def test_self_blend_is_a_labelled_rgb_fake_with_a_mask_peaking_at_the_blend_rati
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_fake_equals_original_where_mask_is_zero_and_differs_inside(face, seed: int) -> None:
+def test_fake_equals_the_target_copy_where_mask_is_zero_and_differs_inside(face, seed: int) -> None:
     image, landmarks = face
     result = sbi.self_blend(image, landmarks, seed)
+    backdrop = sbi.target_copy(image, landmarks, result.params)
+    assert (result.params.altered == "source") == np.array_equal(backdrop, image)  # the original when untouched
     outside = result.mask == 0
     assert outside.any()
-    assert np.array_equal(result.fake[outside], image[outside])
-    assert np.any(result.fake[~outside] != image[~outside])
+    assert np.array_equal(result.fake[outside], backdrop[outside])
+    assert np.any(result.fake[~outside] != backdrop[~outside])
+
+
+def test_either_copy_can_be_the_altered_one(face) -> None:
+    image, landmarks = face
+    params = replace(neutral(sbi.draw_params(0)), quality="blur", quality_amount=0.05)
+    source = sbi.render(image, landmarks, params)
+    target = sbi.render(image, landmarks, replace(params, altered="target"))
+    inside, outside = source.mask > 0.99, source.mask == 0
+
+    def change(fake: np.ndarray, where: np.ndarray) -> float:
+        return float(np.abs(fake[where].astype(int) - image[where]).mean())
+
+    assert change(source.fake, inside) > 1.0 and change(source.fake, outside) == 0.0  # a blurred face
+    assert change(target.fake, inside) < 0.2 * change(target.fake, outside)  # a sharp face in a blurred frame
 
 
 @pytest.mark.parametrize("kind", sbi.QUALITY_KINDS)
@@ -118,6 +135,7 @@ def test_drawn_parameters_cover_every_choice_and_log_as_json() -> None:
     assert {p.quality for p in drawn} == set(sbi.QUALITY_KINDS)
     assert {p.ratio for p in drawn} == set(sbi.RATIOS)
     assert {p.region for p in drawn} == set(sbi.REGIONS)
+    assert {p.altered for p in drawn} == set(sbi.ALTERED)
     assert all(abs(p.shift[0]) <= 0.03 and 0.96 <= p.scale[1] <= 1.04 for p in drawn)
     assert all(len(p.harmonics) == len(p.phases) == sbi.HARMONICS for p in drawn)
     logged = json.loads(json.dumps(drawn[0].as_dict()))

@@ -4,14 +4,18 @@ The idea follows Self-Blended Images (Shiohara & Yamasaki, CVPR 2022): blend a f
 altered copy of itself, so the fake carries the artefacts of a face swap (a blending boundary,
 a colour and sharpness mismatch, a slight misalignment) without a second identity.
 
-Here the *target* is the untouched image and the *source* is its altered copy: colour, contrast,
-brightness and hue shifts, then one of blur, sharpening, down-then-up-scaling or JPEG loss, then
-a small shift and scale about the face. The mask is the landmarks' convex hull deformed by a few
-smooth radial waves, eroded or dilated, Gaussian-feathered and scaled to the blend ratio::
+Both copies come from the image: the *source* is shifted and scaled a little about the face, and
+one of the two copies, drawn half the time each (``altered``), is also altered: colour, contrast,
+brightness and hue shifts, then one of blur, sharpening, down-then-up-scaling or JPEG loss. So the
+face is sometimes the worse copy and sometimes the better one, and what marks a fake is the
+mismatch at the boundary, not a degraded face (real footage has plenty of those). The mask is the
+landmarks' convex hull deformed by a few smooth radial waves, eroded or dilated,
+Gaussian-feathered and scaled to the blend ratio::
 
     fake = mask * source + (1 - mask) * target
 
-so every pixel where the mask is 0 equals the original. All sizes are shares of the face (the
+so every pixel where the mask is 0 equals the target copy (``target_copy``): the original, or the
+whole image altered. All sizes are shares of the face (the
 inter-ocular distance or the landmarks' extent), so the same parameters fit a 128 px crop and a
 face in an HD frame alike. Everything is a pure function of the image, its 68 iBUG landmarks and
 the parameters, and the parameters come from a seeded ``numpy`` generator.
@@ -32,6 +36,7 @@ from deepfake_cli.faces.smoothing import inter_ocular_distance
 LABEL = 1  # a self-blended image is a fake
 REGIONS = ("face", "inner")  # hull of all 68 points; of the brows, eyes, nose and mouth (17..67)
 QUALITY_KINDS = ("blur", "sharpen", "resize", "jpeg")
+ALTERED = ("source", "target")  # which copy the colour and quality changes apply to
 RATIOS = (0.25, 0.5, 0.75, 1.0)
 HARMONICS = 4  # radial waves deforming the hull: 1..4 bumps around the face
 POLYGON_POINTS = 96  # hull resampled to this many points before it is deformed
@@ -55,7 +60,8 @@ class SBIParams:
     (x, y) about the face centre; ``hue`` (degrees), ``saturation`` (gain), ``brightness`` and
     ``channel_shift`` (offsets on 0..1 RGB), ``contrast`` (gain about mid grey); ``quality``: one
     of ``QUALITY_KINDS`` with ``quality_amount`` the blur sigma (inter-ocular distances), the
-    sharpening gain, the resize factor or the JPEG quality.
+    sharpening gain, the resize factor or the JPEG quality; ``altered``: the copy (one of
+    ``ALTERED``) that the colour and quality changes apply to.
     """
 
     region: str
@@ -73,6 +79,7 @@ class SBIParams:
     channel_shift: tuple[float, ...]
     quality: str
     quality_amount: float
+    altered: str
 
     def as_dict(self) -> dict[str, Any]:
         """The parameters as plain Python values (for logs and JSON)."""
@@ -139,6 +146,7 @@ def draw_params(rng: np.random.Generator | int) -> SBIParams:
         channel_shift=_floats(rng.uniform(-0.04, 0.04, 3)),
         quality=quality,
         quality_amount=amount,
+        altered=str(rng.choice(ALTERED)),
     )
 
 
@@ -296,21 +304,33 @@ def degrade(rgb: np.ndarray, params: SBIParams, iod: float) -> np.ndarray:
     raise ValueError(f"unknown quality kind {params.quality!r}")
 
 
+def _alter(rgb: np.ndarray, params: SBIParams, iod: float) -> np.ndarray:
+    """A uint8 RGB image colour-shifted, then degraded."""
+    coloured = np.rint(shift_colour(rgb.astype(np.float32) / np.float32(255.0), params) * 255.0).astype(np.uint8)
+    return degrade(coloured, params, iod)
+
+
+def target_copy(image: np.ndarray, landmarks: np.ndarray, params: SBIParams) -> np.ndarray:
+    """The copy the face is blended into (what the fake shows outside the mask): the image itself,
+    or with ``altered`` ``target`` the whole image altered."""
+    return image if params.altered == "source" else _alter(image, params, inter_ocular_distance(landmarks))
+
+
 def _source(image: np.ndarray, landmarks: np.ndarray, params: SBIParams, roi: tuple[slice, slice]) -> np.ndarray:
-    """The altered copy inside the ROI: misaligned, colour-shifted, then degraded (uint8)."""
-    moved = _misaligned(image, landmarks, params, roi).astype(np.float32) / np.float32(255.0)
-    coloured = np.rint(shift_colour(moved, params) * 255.0).astype(np.uint8)
-    return degrade(coloured, params, inter_ocular_distance(landmarks))
+    """The source copy inside the ROI: misaligned, and altered with ``altered`` ``source`` (uint8)."""
+    moved = _misaligned(image, landmarks, params, roi)
+    return _alter(moved, params, inter_ocular_distance(landmarks)) if params.altered == "source" else moved
 
 
 def render(image: np.ndarray, landmarks: np.ndarray, params: SBIParams) -> SelfBlend:
     """The self-blend of ``image`` (RGB uint8) and its 68 landmarks for fixed ``params``."""
     points = _check(image, landmarks)
     roi, soft = _blend_roi(points, params, image.shape)
-    target = image[roi].astype(np.float32)
+    backdrop = target_copy(image, points, params)
+    target = backdrop[roi].astype(np.float32)
     weight = soft[..., None]
     blended = weight * _source(image, points, params, roi).astype(np.float32) + (1.0 - weight) * target
-    fake = image.copy()
+    fake = backdrop.copy()
     fake[roi] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     mask = np.zeros(image.shape[:2], dtype=np.float32)
     mask[roi] = soft
