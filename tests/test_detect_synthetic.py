@@ -199,14 +199,17 @@ def test_real_videos_without_fakes_or_synthetic_give_one_clear_error(run_dfk, re
     assert not (tmp_path / "x").exists()
 
 
-def test_worker_processes_make_the_same_fakes_as_the_main_process(face_tracks: list[FaceTrack]) -> None:
+def test_worker_processes_give_the_same_batches_as_the_main_process_every_epoch(
+        face_tracks: list[FaceTrack]) -> None:
     tracks, _ = synthetic.add_twins(face_tracks[:1])
-    samples = FaceSamples(FrameStore(32, "rgb", 0.33), tracks, [SequenceRef(1, (p,)) for p in range(6)],
-                          frame_level=True, seed=1)
-    batches = [[next(iter(batch)) for _ in range(2)]  # two epochs each
-               for batch in (loader(samples, 6, torch.device("cpu"), workers, shuffle=True, seed=1)
-                             for workers in (0, 1))]
-    # a sample's fake depends on (seed, epoch, index) only; the DataLoader orders a persistent
-    # worker's second epoch differently from the main process's, so compare the epochs' fakes as sets
-    for main, worker in zip(*batches):
-        assert torch.equal(sorted_fakes(main), sorted_fakes(worker))
+    refs = [SequenceRef(t, (p,)) for t in (0, 1) for p in range(6)]
+    samples = FaceSamples(FrameStore(32, "rgb", 0.33), tracks, refs, frame_level=True, seed=1, augment=True)
+    runs = []
+    for workers in (0, 1, 2):
+        batches = loader(samples, 4, torch.device("cpu"), workers, shuffle=True, seed=1)
+        runs.append([list(batches) for _ in range(3)])  # three whole epochs
+    # the order, the self-blended fakes and the augmentation depend on (seed, epoch, index) only
+    for other in runs[1:]:
+        for epoch_main, epoch_other in zip(runs[0], other):
+            assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(epoch_main, epoch_other))
+    assert not torch.equal(runs[0][0][0][0], runs[0][1][0][0])  # each epoch is a new order

@@ -121,10 +121,13 @@ def loader(samples: FaceSamples, batch_size: int, device: torch.device, workers:
     rank ``rank`` its share of each epoch (``ShardSampler``). ``workers`` is capped at the CPUs
     this process may use."""
     workers = min(workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    sampler = (EpochSampler(ShardSampler(RandomSampler(samples, generator=generator), rank, ranks))
-               if shuffle else None)
-    return DataLoader(samples, batch_size=batch_size, sampler=sampler, generator=generator,
+    order = torch.Generator().manual_seed(seed) if shuffle else None
+    sampler = EpochSampler(ShardSampler(RandomSampler(samples, generator=order), rank, ranks)) if shuffle else None
+    # The DataLoader draws its workers' base seed from its own generator once per iterator, and a
+    # persistent-worker loader makes one iterator, a main-process loader one per epoch: sharing the
+    # sampler's generator would make the order of every epoch after the first depend on ``workers``.
+    seeds = torch.Generator().manual_seed(seed + 1)
+    return DataLoader(samples, batch_size=batch_size, sampler=sampler, generator=seeds,
                       num_workers=workers, pin_memory=device.type == "cuda",
                       persistent_workers=workers > 0 and shuffle, prefetch_factor=4 if workers > 0 else None)
 
