@@ -133,13 +133,14 @@ def validate(config: DetectConfig) -> DetectConfig:
         (config.train.workers >= 0, "train.workers must be 0 (main process) or positive"),
         (config.train.log_every >= 1, "train.log_every must be at least 1"),
         (0.0 <= config.train.synthetic_ratio <= 1.0, "train.synthetic_ratio must be in [0, 1]"),
-        (config.train.augment == "none" or config.sequence.input != "canny",
-         "train.augment quality degrades RGB faces; sequence.input canny has none (use rgb or rgb+canny)"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message, "config")
     from deepfake_cli.detect.models import check  # the registry imports torch; config must not need it
 
-    check(config)
+    check(config)  # the architecture's own input rules come first: they name what it takes
+    if config.train.augment == "quality" and config.sequence.input == "canny":
+        raise ConfigError("train.augment quality degrades RGB faces; sequence.input canny has none "
+                          "(use rgb or rgb+canny)", "config")
     return config
