@@ -39,7 +39,8 @@ video AUC on the real footage alone (``footage_video_auc``: carphone's clips aga
 fakes, both generators; ``footage_gen2_video_auc``: generator 2's only -- the Grace Hopper clips
 with carphone's face are far easier and lift the AUCs above), the false-positive rate at the
 stored threshold on every real test video and on the carphone clips alone, and the training and
-test-scoring times. A first line records the setup and how long building it took (clips, generators, make-dataset, face extraction).
+test-scoring times. A first line records the setup and how long building it took (clips,
+generators, make-dataset, face extraction).
 
 What these clips cannot tell: the still identities are **moving photographs** -- one 2-D image
 shifted, scaled, rotated and relit, without expressions, head turns, occlusion, motion blur or a

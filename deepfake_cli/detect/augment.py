@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from deepfake_cli.media.images import gaussian_blur, jpeg_compressed, rescaled
 
 STREAM = 0xA06  # keeps these draws apart from the self-blend draws of the same sample
 
@@ -67,20 +68,14 @@ def apply(rgb: np.ndarray, how: Degradation, rng: np.random.Generator) -> np.nda
         out = (out.astype(np.float32) - mean) * np.asarray(how.gain, np.float32) + mean
         out = np.clip(out + np.asarray(how.offset, np.float32), 0, 255).astype(np.uint8)
     if how.blur is not None:
-        sigma = max(how.blur * max(height, width), 0.3)
-        out = cv2.GaussianBlur(out, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+        out = gaussian_blur(out, max(how.blur * max(height, width), 0.3))
     if how.scale is not None:
-        small = (max(2, round(width * how.scale)), max(2, round(height * how.scale)))
-        out = cv2.resize(cv2.resize(out, small, interpolation=cv2.INTER_AREA), (width, height),
-                         interpolation=cv2.INTER_LINEAR)
+        out = rescaled(out, how.scale)
     if how.noise is not None:
         grain = rng.normal(0.0, how.noise, out.shape).astype(np.float32)
         out = np.clip(out.astype(np.float32) + grain, 0, 255).astype(np.uint8)
     if how.jpeg is not None:
-        ok, data = cv2.imencode(".jpg", np.ascontiguousarray(out[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, how.jpeg])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        out = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+        out = jpeg_compressed(out, how.jpeg)
     return np.ascontiguousarray(out)
 
 

@@ -15,9 +15,8 @@ Gaussian-feathered and scaled to the blend ratio::
     fake = mask * source + (1 - mask) * target
 
 so every pixel where the mask is 0 equals the target copy (``target_copy``): the original, or the
-whole image altered. All sizes are shares of the face (the
-inter-ocular distance or the landmarks' extent), so the same parameters fit a 128 px crop and a
-face in an HD frame alike. Everything is a pure function of the image, its 68 iBUG landmarks and
+whole image altered. All sizes are shares of the face (the inter-ocular distance or the landmarks'
+extent), so the same parameters fit a 128 px crop and a face in an HD frame alike. Everything is a pure function of the image, its 68 iBUG landmarks and
 the parameters, and the parameters come from a seeded ``numpy`` generator.
 """
 
@@ -32,6 +31,7 @@ import cv2
 import numpy as np
 
 from deepfake_cli.faces.smoothing import inter_ocular_distance
+from deepfake_cli.media.images import gaussian_blur, jpeg_compressed, rescaled
 
 LABEL = 1  # a self-blended image is a fake
 REGIONS = ("face", "inner")  # hull of all 68 points; of the brows, eyes, nose and mouth (17..67)
@@ -285,22 +285,14 @@ def degrade(rgb: np.ndarray, params: SBIParams, iod: float) -> np.ndarray:
     """Blur, sharpen, down-then-up-scale or JPEG-compress a uint8 RGB image (``params.quality``)."""
     amount = params.quality_amount
     if params.quality == "blur":
-        sigma = max(amount * iod, 0.3)
-        return cv2.GaussianBlur(rgb, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+        return gaussian_blur(rgb, max(amount * iod, 0.3))
     if params.quality == "sharpen":
-        sigma = max(0.03 * iod, 0.5)
-        smooth = cv2.GaussianBlur(rgb, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+        smooth = gaussian_blur(rgb, max(0.03 * iod, 0.5))
         return cv2.addWeighted(rgb, 1.0 + amount, smooth, -amount, 0.0)
     if params.quality == "resize":
-        height, width = rgb.shape[:2]
-        small = (max(1, round(width * amount)), max(1, round(height * amount)))
-        return cv2.resize(cv2.resize(rgb, small, interpolation=cv2.INTER_AREA), (width, height),
-                          interpolation=cv2.INTER_LINEAR)
+        return rescaled(rgb, amount)
     if params.quality == "jpeg":
-        ok, data = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(amount)])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        return np.ascontiguousarray(cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1])
+        return jpeg_compressed(rgb, int(amount))
     raise ValueError(f"unknown quality kind {params.quality!r}")
 
 

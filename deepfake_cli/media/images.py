@@ -1,4 +1,5 @@
-"""Image reading and writing. Inside dfk every frame is an RGB ``uint8`` array ``H x W x 3``."""
+"""Image reading and writing, and the degradations real footage goes through (blur, down-then-up
+scaling, JPEG). Inside dfk every frame is an RGB ``uint8`` array ``H x W x 3``."""
 
 from __future__ import annotations
 
@@ -70,3 +71,24 @@ def write_image(path: str | Path, image_rgb: np.ndarray) -> None:
 def is_image(path: Path) -> bool:
     """Whether ``path`` has an image suffix."""
     return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def gaussian_blur(rgb: np.ndarray, sigma: float) -> np.ndarray:
+    """``rgb`` blurred by a Gaussian of ``sigma`` pixels (edges reflected)."""
+    return cv2.GaussianBlur(rgb, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+
+
+def rescaled(rgb: np.ndarray, factor: float) -> np.ndarray:
+    """``rgb`` shrunk by ``factor`` (area averaging), then enlarged back to its size (bilinear)."""
+    height, width = rgb.shape[:2]
+    small = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return cv2.resize(cv2.resize(rgb, small, interpolation=cv2.INTER_AREA), (width, height),
+                      interpolation=cv2.INTER_LINEAR)
+
+
+def jpeg_compressed(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """``rgb`` encoded as a JPEG of ``quality`` (0..100) and decoded again."""
+    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return np.ascontiguousarray(cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1])
