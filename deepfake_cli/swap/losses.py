@@ -7,9 +7,11 @@ All image inputs are float tensors ``[N,C,H,W]`` in [0, 1]. Only ``load_perceptu
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,11 +41,21 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
 
 
+@functools.lru_cache(maxsize=32)
 def _gaussian_window(size: int, sigma: float, channels: int, device: torch.device) -> torch.Tensor:
+    """The normalised 2-D Gaussian as a depthwise conv kernel (built once per size and device)."""
     coords = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
     line = torch.exp(-(coords**2) / (2 * sigma**2))
     line = line / line.sum()
     return (line[:, None] * line[None, :]).expand(channels, 1, size, size).contiguous()
+
+
+@functools.lru_cache(maxsize=8)
+def _scale_exponents(scales: int) -> tuple[float, ...]:
+    """The MS-SSIM scale weights renormalised to ``scales``, as float32 values in Python floats (a
+    device tensor made from a list each step would be a host-to-device copy the step waits on)."""
+    weights = np.asarray(MS_SSIM_WEIGHTS[:scales], dtype=np.float32)
+    return tuple(float(w) for w in weights / weights.sum(dtype=np.float32))
 
 
 def _ssim_parts(pred: torch.Tensor, target: torch.Tensor, window: int, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,8 +87,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None =
     """
     pred, target = pred.float(), target.float()
     weight = None if weight is None else weight.float()
-    factors = torch.tensor(MS_SSIM_WEIGHTS[:scales], device=pred.device)
-    factors = factors / factors.sum()
+    factors = _scale_exponents(scales)
     result = pred.new_ones(())
     for scale in range(scales):
         luminance, contrast_structure = _ssim_parts(pred, target, window, sigma)
