@@ -436,12 +436,14 @@ def _train(items: list[LabelledInput], folder: Path, config: DetectConfig, torch
     store = FrameStore(config.sequence.size, config.sequence.input, config.sequence.canny_sigma,
                        cache=config.train.cache_frames)
     partition = plan_split(tracks, config.train.val_fraction, config.train.test_fraction, seed)
+    with torch.device("meta"):  # shapes only: counts the parameters without allocating or initialising
+        shape = build_model(config)
     report: dict[str, Any] = {
         "tool": f"dfk {__version__}",
         "inputs": {"given": len(items), "videos": {"real": sum(t.label == REAL for t in tracks),
                                                    "fake": sum(t.label == FAKE and not t.synthetic for t in tracks)},
                    "skipped": skipped, "faces_extracted": source.extracted, "faces_reused": source.reused},
-        "model": describe(build_model(config), config),
+        "model": describe(shape, config),
         "monitor": config.train.monitor,
         "eval_frames_per_video": config.eval.frames_per_video,
     }
