@@ -11,6 +11,7 @@ import tqdm
 
 from deepfake_cli import device_name_error
 from deepfake_cli.errors import ConfigError
+from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE
 from deepfake_cli.media.shards import SLURM_TASK_VARIABLE, Shard, parse_shard
 
 
@@ -82,6 +83,17 @@ def device_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--device", type=DEVICE, default=None,
                         help="Where models run: auto, cpu, cuda or cuda:N (default: the global --device, "
                              "auto).")(func)
+
+
+def reference_options(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``--reference IMAGE|FOLDER`` (described by ``help_text``) and ``--reference-distance``."""
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option("--reference-distance", type=float, default=SAME_PERSON_DISTANCE, show_default=True,
+                            help="Largest descriptor distance to the --reference that counts as the same "
+                                 "person.")(func)
+        return click.option("--reference", type=click.Path(path_type=str), default=None, metavar="IMAGE|FOLDER",
+                            help=help_text)(func)
+    return decorate
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from deepfake_cli.commands import device_option, resolve_device_name, settings, shard_option
+from deepfake_cli.commands import device_option, reference_options, resolve_device_name, settings, shard_option
 from deepfake_cli.faces.blend import BLEND_METHODS
 from deepfake_cli.faces.color import COLOR_METHODS
-from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE
 from deepfake_cli.faces.masks import MASK_KINDS
 from deepfake_cli.media.shards import Shard
 from deepfake_cli.media.video import ENCODER_PRESETS
@@ -29,11 +28,8 @@ from deepfake_cli.faces.follow import REDETECT_EVERY
 @click.option("--redetect", type=int, default=REDETECT_EVERY, show_default=True, metavar="N",
               help="Search the whole frame for faces every N frames and follow the face in between "
                    "(1 searches every whole frame; not used with --alignments).")
-@click.option("--reference", type=click.Path(path_type=str), default=None, metavar="IMAGE|FOLDER",
-              help="Swap only this person's face: an image, a folder of images or an extract folder of them "
+@reference_options("Swap only this person's face: an image, a folder of images or an extract folder of them "
                    "(matched by dlib's identity descriptor; frames where nobody matches stay as they are).")
-@click.option("--reference-distance", type=float, default=SAME_PERSON_DISTANCE, show_default=True,
-              help="Largest descriptor distance to the --reference that counts as the same person.")
 @click.option("--mask", type=click.Choice(MASK_KINDS), default=None,
               help="Blend mask: learned (gan models), hull of the landmarks, combined (their product), or "
                    "occlusion (the hull minus whatever a face parser sees covering the face: hands, hair, "

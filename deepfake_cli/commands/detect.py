@@ -8,13 +8,12 @@ from pathlib import Path
 import click
 
 from deepfake_cli.checkpoint import write_text_atomic
-from deepfake_cli.commands import device_option, resolve_device_name, settings
+from deepfake_cli.commands import device_option, reference_options, resolve_device_name, settings
 from deepfake_cli.detect import Detector, annotate_video, read_dataset
 from deepfake_cli.detect.report import (
     detection_document, detection_rows, detection_summary, evaluation_document, render,
 )
 from deepfake_cli.errors import InputError
-from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE
 from deepfake_cli.media.video import is_video
 
 log = logging.getLogger(__name__)
@@ -36,11 +35,8 @@ log = logging.getLogger(__name__)
               help="Score a labelled dataset (any train-detect layout) and report metrics instead.")
 @click.option("--cache", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Face cache folder (default: DETECTOR_DIR/faces).")
-@click.option("--reference", type=click.Path(path_type=str), default=None, metavar="IMAGE|FOLDER",
-              help="Score only this person's face in videos and images with several people: an image, a folder "
+@reference_options("Score only this person's face in videos and images with several people: an image, a folder "
                    "of images or an extract folder of them (matched by dlib's identity descriptor).")
-@click.option("--reference-distance", type=float, default=SAME_PERSON_DISTANCE, show_default=True,
-              help="Largest descriptor distance to the --reference that counts as the same person.")
 @device_option
 @click.pass_context
 def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: str, output: str | None, fmt: str | None,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from deepfake_cli.commands import device_option, resolve_device_name, settings
+from deepfake_cli.commands import device_option, reference_options, resolve_device_name, settings
 from deepfake_cli.extract import ExtractOptions, extract as run_extract
 from deepfake_cli.faces import BACKENDS
-from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE
 from deepfake_cli.runtime import resolve_device
 
 
@@ -23,11 +22,8 @@ from deepfake_cli.runtime import resolve_device
 @click.option("--every-n", type=int, default=1, show_default=True, help="Use every N-th video frame.")
 @click.option("--all-faces", is_flag=True, help="Keep every face per frame, not only the largest "
                                                 "(with --reference: every face of that person).")
-@click.option("--reference", type=click.Path(path_type=str), default=None, metavar="IMAGE|FOLDER",
-              help="Keep only this person's faces: an image, a folder of images or an extract folder of them "
+@reference_options("Keep only this person's faces: an image, a folder of images or an extract folder of them "
                    "(faces matched by dlib's identity descriptor; the nearest one per frame).")
-@click.option("--reference-distance", type=float, default=SAME_PERSON_DISTANCE, show_default=True,
-              help="Largest descriptor distance to the --reference that counts as the same person.")
 @click.option("--min-size", type=float, default=20.0, show_default=True, help="Smallest face box side in px.")
 @click.option("--min-score", type=float, default=0.8, show_default=True, help="Lowest detector score kept.")
 @click.option("--fan-weights", type=click.Path(file_okay=False), default=None,
