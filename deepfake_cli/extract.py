@@ -122,12 +122,10 @@ def extract(
     options: ExtractOptions | None = None,
     progress: bool = True,
     backend: FaceBackend | None = None,
-    matcher: IdentityMatcher | None = None,
 ) -> ExtractSummary:
     """Extract aligned faces from videos, images and folders into ``outdir``.
 
-    ``matcher`` replaces the one ``options.reference`` would be read into (a caller extracting
-    many inputs reads the reference once). Raises ``NoFaceError`` if, after this run, the output holds no face at all.
+    Raises ``NoFaceError`` if, after this run, the output holds no face at all.
     """
     options = options or ExtractOptions()
     options.check()
@@ -136,8 +134,8 @@ def extract(
     backend = backend or create_backend(
         options.detector, device=options.device, fan_weights=options.fan_weights,
         flip_input=options.flip_input, score_threshold=min(options.min_score, 0.8))
-    if matcher is None and options.reference:
-        matcher = IdentityMatcher.from_reference(options.reference, backend, options.reference_distance)
+    matcher = (IdentityMatcher.from_reference(options.reference, backend, options.reference_distance)
+               if options.reference else None)
     created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     alignments = _open_alignments(target, options)

@@ -343,8 +343,9 @@ def convert(
     source_root, target_root = Path(input_path), Path(output)
     pairs = _plan(source_root, target_root)
     if shard is not None:
-        log.info("shard %s: %d of %d input files", shard.label, len(shard.select(pairs)), len(pairs))
-        pairs = shard.select(pairs)
+        mine = shard.select(pairs)
+        log.info("shard %s: %d of %d input files", shard.label, len(mine), len(pairs))
+        pairs = mine
     batch = source_root.is_dir()
     order = {source: i for i, (source, _) in enumerate(pairs)}
     summary = ConvertSummary(shard=shard)

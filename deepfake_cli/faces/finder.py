@@ -39,7 +39,6 @@ class FinderTimes:
     detect: float = 0.0
     landmarks: float = 0.0
     identity: float = 0.0
-    descriptors: int = 0
 
 
 class FaceFinder:
@@ -75,10 +74,9 @@ class FaceFinder:
     def identify(self, image: np.ndarray, faces: list[DetectedFace]) -> list[float]:
         """Distance of each of ``faces`` (landmarked) to the reference (timed; needs a matcher)."""
         assert self.matcher is not None
-        start, computed = self.matcher.seconds, self.matcher.computed
+        start = self.matcher.seconds
         distances = self.matcher.distances(image, faces)
         self.times.identity += self.matcher.seconds - start
-        self.times.descriptors += self.matcher.computed - computed
         return distances
 
     def find(self, image: np.ndarray) -> list[DetectedFace]:

@@ -135,10 +135,6 @@ class IdentityMatcher:
         """Distance of each of ``faces`` (landmarked) to the reference."""
         return [self.distance(image, face) for face in faces]
 
-    def matches(self, image: np.ndarray, faces: list[DetectedFace]) -> list[bool]:
-        """Whether each of ``faces`` (landmarked) is the reference person."""
-        return [d < self.threshold for d in self.distances(image, faces)]
-
     def nearest(self, image: np.ndarray, faces: list[DetectedFace]) -> DetectedFace | None:
         """The face of ``faces`` nearest the reference if it matches, else None."""
         if not faces:
