@@ -187,9 +187,14 @@ class SwapTrainer:
         return self.train_batches(self.sample_batches(), step)
 
     def sample_batches(self) -> dict[str, Batch]:
-        """One augmented batch of ``train.batch_size`` faces per identity, from this rank's generator."""
-        size = self.config.train.batch_size
-        return {side: self.augment(*self.faces[side].sample(size, self.rng)) for side in SIDES}
+        """One augmented batch of ``train.batch_size`` faces per identity, from this rank's generator
+        (the landmark hulls warped along only for the ``mask_face`` term, their one reader)."""
+        size, hull = self.config.train.batch_size, "mask_face" in self.terms
+        batches = {}
+        for side in SIDES:
+            images, weights, hulls = self.faces[side].sample(size, self.rng)
+            batches[side] = self.augment(images, weights, hulls if hull else None)
+        return batches
 
     def train_batches(self, batches: Mapping[str, Batch], step: int) -> dict[str, torch.Tensor]:
         """One optimisation step on ``batches`` (one per identity) at global ``step``; see ``step``."""
