@@ -30,6 +30,7 @@ from deepfake_cli.errors import InputError, NoFaceError
 from deepfake_cli.faces import FaceBackend, create_backend
 from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE, face_descriptor, found_descriptors
 from deepfake_cli.faces.masks import hull_mask, soft_hull_mask
+from deepfake_cli.media.images import laplacian_variance
 from deepfake_cli.media.sources import media_frames
 
 REFERENCE_FRAMES = 32
@@ -77,13 +78,6 @@ def landmark_nme(reference: np.ndarray, other: np.ndarray) -> float:
     """
     iod = float(np.linalg.norm(reference[36] - reference[45]))
     return float(np.linalg.norm(reference - other, axis=1).mean()) / max(iod, 1e-6)
-
-
-def laplacian_variance(image: np.ndarray, region: np.ndarray) -> float:
-    """Variance of the grey-level Laplacian of RGB ``image`` over the boolean ``region``."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    values = cv2.Laplacian(grey, cv2.CV_32F, ksize=1)[region]
-    return float(values.var()) if values.size else 0.0
 
 
 def _paired(source: str | Path, converted: str | Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -141,8 +135,8 @@ def evaluate(
             region = _face_region(src_faces[0].landmarks, src.shape)
             background.add(src[~region], out[~region])
             hull = hull_mask(src_faces[0].landmarks, src.shape) > 0
-            detail["source"] += laplacian_variance(src, hull)
-            detail["converted"] += laplacian_variance(out, hull)
+            detail["source"] += laplacian_variance(cv2.cvtColor(src, cv2.COLOR_RGB2GRAY), hull)
+            detail["converted"] += laplacian_variance(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), hull)
         if not out_faces:
             continue
         found += 1

@@ -44,7 +44,7 @@ from deepfake_cli.faces.align import INNER, template_points
 from deepfake_cli.faces.masks import hull_mask
 from deepfake_cli.media.alignments import (ALIGNMENTS_FILE, SHEET_PREFIX, Alignments, FaceRecord, is_sort_output,
                                           load_alignments, save_alignments, split_missing)
-from deepfake_cli.media.images import is_image, read_image, write_image
+from deepfake_cli.media.images import is_image, laplacian_variance, read_image, write_image
 
 log = logging.getLogger(__name__)
 
@@ -217,23 +217,17 @@ def _fit(points: np.ndarray, template: np.ndarray, width: int, coverage: float) 
     return float(np.sqrt(((points - template) ** 2).sum(axis=1).mean()) / (width * coverage))
 
 
-def _sharpness(grey: np.ndarray, points68: np.ndarray) -> float:
-    """Variance of the Laplacian of ``grey`` inside the landmark hull."""
-    region = hull_mask(points68, grey.shape) > 0
-    values = cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F, ksize=1)[region]
-    return float(values.var()) if values.size > 1 else 0.0
-
-
 def score_face(image: np.ndarray, record: FaceRecord, coverage: float) -> FaceScore:
     """Descriptor, sharpness, fit and thumbnail of one aligned face (RGB uint8)."""
-    from deepfake_cli.faces.identity import aligned_descriptor
+    from deepfake_cli.faces.identity import face_descriptor, landmarks_face
 
     width = image.shape[1]
     points, points68, template = _points(record, width, coverage)
-    descriptor = aligned_descriptor(image, record, coverage)
+    descriptor = face_descriptor(image, landmarks_face(points68))
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     thumb = cv2.resize(grey, (THUMB_PX, THUMB_PX), interpolation=cv2.INTER_AREA).astype(np.float32)
-    return FaceScore(record, descriptor, _sharpness(grey, points68), _fit(points, template, width, coverage), thumb)
+    sharpness = laplacian_variance(grey, hull_mask(points68, grey.shape) > 0)
+    return FaceScore(record, descriptor, sharpness, _fit(points, template, width, coverage), thumb)
 
 
 def judge(faces: list[FaceScore], options: SortOptions) -> list[int]:

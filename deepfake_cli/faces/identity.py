@@ -52,8 +52,7 @@ def aligned_descriptor(image: np.ndarray, record: FaceRecord, coverage: float) -
 
     width = image.shape[1]
     points68 = record.aligned_landmarks() * (width / record.size) if record.has_68 else template_points(width, coverage)
-    box = np.concatenate([points68.min(axis=0), points68.max(axis=0)])
-    return face_descriptor(image, DetectedFace(bbox=box, score=1.0, landmarks=points68))
+    return face_descriptor(image, landmarks_face(points68))
 
 
 def _aligned_descriptors(folder: Path, max_faces: int) -> list[np.ndarray]:

@@ -1,5 +1,5 @@
-"""Image reading and writing, and the degradations real footage goes through (blur, down-then-up
-scaling, JPEG). Inside dfk every frame is an RGB ``uint8`` array ``H x W x 3``."""
+"""Image reading and writing, the degradations real footage goes through (blur, down-then-up
+scaling, JPEG) and a sharpness measure. Inside dfk every frame is an RGB ``uint8`` array ``H x W x 3``."""
 
 from __future__ import annotations
 
@@ -92,3 +92,9 @@ def jpeg_compressed(rgb: np.ndarray, quality: int) -> np.ndarray:
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return np.ascontiguousarray(cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1])
+
+
+def laplacian_variance(grey: np.ndarray, region: np.ndarray) -> float:
+    """Sharpness: the variance of the Laplacian of a grey ``uint8`` image over the boolean ``region``."""
+    values = cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F, ksize=1)[region]
+    return float(values.var()) if values.size else 0.0
