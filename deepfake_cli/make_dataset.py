@@ -45,7 +45,7 @@ from pathlib import Path
 
 import yaml
 
-from deepfake_cli.checkpoint import atomic_path, write_json_atomic, write_text_atomic
+from deepfake_cli.checkpoint import CONFIG_FILE, STATE_FILE, atomic_path, write_json_atomic, write_text_atomic
 from deepfake_cli.errors import ConfigError, InputError
 from deepfake_cli.media.shards import Shard
 from deepfake_cli.media.video import is_video
@@ -215,13 +215,13 @@ def model_kind(folder: Path) -> str:
     """The generator kind of a swap model folder (``original`` or ``gan``): ``state.json``'s
     ``kind``, else ``config.yaml``'s ``model.kind``; empty when neither names it."""
     try:
-        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
         if isinstance(state, dict) and state.get("kind"):
             return str(state["kind"])
     except (OSError, ValueError):
         pass
     try:
-        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+        config = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         model = config.get("model") if isinstance(config, dict) else None
         return str(model.get("kind") or "") if isinstance(model, dict) else ""
     except (OSError, yaml.YAMLError):
