@@ -161,6 +161,17 @@ def is_distributed() -> bool:
     return world_size() > 1
 
 
+def data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``module`` wrapped in ``DistributedDataParallel`` for this rank (on its GPU, or the CPU);
+    backward through the wrapper averages the gradients over the ranks."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    devices = None
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    return DistributedDataParallel(module, device_ids=devices)
+
+
 def rank_device(name: str = "auto") -> torch.device:
     """``resolve_device(name)`` for this rank: under torchrun a CUDA device is ``cuda:LOCAL_RANK``.
 

@@ -68,6 +68,7 @@ from deepfake_cli.runtime import (
     autocast_dtype,
     barrier,
     broadcast_object,
+    data_parallel,
     distributed_group,
     rank,
     rank_device,
@@ -184,11 +185,7 @@ class _Epochs:
         self.rank, self.ranks = rank, ranks
         self.step_model: torch.nn.Module = model
         if ranks > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-                if device.type == "cuda" else None
-            self.step_model = DistributedDataParallel(model, device_ids=devices)
+            self.step_model = data_parallel(model, device)
         self.config = config
         self.device = device
         self.dtype = autocast_dtype(device, config.train.precision)

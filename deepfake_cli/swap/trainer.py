@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from deepfake_cli.errors import CheckpointError
-from deepfake_cli.runtime import autocast, autocast_dtype, log_once
+from deepfake_cli.runtime import autocast, autocast_dtype, data_parallel, log_once
 from deepfake_cli.swap.augment import Augmenter, Batch
 from deepfake_cli.swap.data import FaceSet
 from deepfake_cli.swap.losses import (
@@ -162,14 +162,9 @@ class SwapTrainer:
         ranks; ``generator``/``discriminators`` stay the plain modules (checkpoints, previews and
         the generator's adversarial pass use them, the latter with the discriminators frozen).
         """
-        from torch.nn.parallel import DistributedDataParallel
-
-        devices = None
-        if self.device.type == "cuda":
-            devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
-        self._generator_step = DistributedDataParallel(self.generator, device_ids=devices)
+        self._generator_step = data_parallel(self.generator, self.device)
         if self.discriminators is not None:
-            self._discriminator_step = DistributedDataParallel(self.discriminators, device_ids=devices)
+            self._discriminator_step = data_parallel(self.discriminators, self.device)
 
     @property
     def loss_names(self) -> list[str]:
