@@ -49,6 +49,16 @@ def setup_logging(verbosity: int) -> None:
     logger.propagate = False
 
 
+def quiet_other_ranks() -> bool:
+    """Whether this process is rank 0; under torchrun the other ranks only log errors (rank 0 reports)."""
+    from deepfake_cli.runtime import rank  # torch is imported by the training commands only
+
+    if rank() == 0:
+        return True
+    logging.getLogger("deepfake_cli").setLevel(logging.ERROR)
+    return False
+
+
 def settings(ctx: click.Context) -> Settings:
     """The global settings of this invocation (defaults when called without the group)."""
     root = ctx.find_root()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 
 import click
 
-from deepfake_cli.commands import config_options, device_option, resolve_device_name, settings
+from deepfake_cli.commands import config_options, device_option, quiet_other_ranks, resolve_device_name, settings
 from deepfake_cli.config import available_presets, load_config
 from deepfake_cli.detect import DetectConfig, from_paths, read_dataset, train_detector, validate
 from deepfake_cli.detect.report import training_summary
 from deepfake_cli.errors import InputError
-from deepfake_cli.runtime import rank
 
 
 @click.command("train-detect")
@@ -65,9 +63,7 @@ def train_detect(ctx: click.Context, real: tuple[str, ...], fake: tuple[str, ...
                          "(fakes self-blended from the real faces)")
     items = read_dataset(dataset) if dataset else from_paths(real, fake, fakes_required=not self_blended)
     options = settings(ctx)
-    main_rank = rank() == 0
-    if not main_rank:  # under torchrun rank 0 reports; the other ranks only print errors
-        logging.getLogger("deepfake_cli").setLevel(logging.ERROR)
+    main_rank = quiet_other_ranks()
     report = train_detector(items, outdir, config, device=resolve_device_name(ctx, device), seed=options.seed,
                             folds=folds, progress=options.show_progress)
     if main_rank:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
 
 from deepfake_cli.checkpoint import CONFIG_FILE
-from deepfake_cli.commands import config_options, device_option, resolve_device_name, settings
+from deepfake_cli.commands import config_options, device_option, quiet_other_ranks, resolve_device_name, settings
 from deepfake_cli.config import available_presets
-from deepfake_cli.runtime import rank
 from deepfake_cli.swap.train import INIT_PARTS, swap_config
 from deepfake_cli.swap.train import train_swap as run_train_swap
 
@@ -70,9 +68,7 @@ def train_swap(ctx: click.Context, faces_a: str, faces_b: str, model_dir: str, p
         config_dir = init_from  # a new model takes the source's settings unless a preset or file says otherwise
     config = swap_config(config_dir, preset, config_file, [*overrides, *shortcuts])
     options = settings(ctx)
-    main_rank = rank() == 0
-    if not main_rank:  # under torchrun rank 0 reports; the other ranks only print errors
-        logging.getLogger("deepfake_cli").setLevel(logging.ERROR)
+    main_rank = quiet_other_ranks()
     summary = run_train_swap(faces_a, faces_b, model_dir, config, device=resolve_device_name(ctx, device),
                              seed=options.seed, progress=options.show_progress, minutes=minutes,
                              init_from=init_from, init_parts=init_parts or INIT_PARTS[0])
