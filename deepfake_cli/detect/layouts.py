@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from deepfake_cli.errors import InputError
+from deepfake_cli.groups import Groups
 from deepfake_cli.media.alignments import ALIGNMENTS_FILE
 from deepfake_cli.media.images import is_image
 from deepfake_cli.media.video import is_video
@@ -156,28 +157,6 @@ def _require_both(items: list[LabelledInput], where: str) -> None:
         raise InputError(f"no {missing} inputs found; training needs both real and fake examples", where)
 
 
-class _Groups:
-    """Union-find over names: items sharing any name end up in one group."""
-
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, name: str) -> str:
-        """The representative name of ``name``'s group."""
-        self.parent.setdefault(name, name)
-        while self.parent[name] != name:
-            self.parent[name] = self.parent[self.parent[name]]
-            name = self.parent[name]
-        return name
-
-    def join(self, names: list[str]) -> str:
-        """Merge the groups of ``names``; returns the representative."""
-        roots = sorted({self.find(n) for n in names})
-        for other in roots[1:]:
-            self.parent[other] = roots[0]
-        return roots[0]
-
-
 def read_dataset(root: str | Path) -> list[LabelledInput]:
     """Detect the layout of ``root`` and return its labelled inputs (see the module docstring)."""
     base = Path(root)
@@ -204,7 +183,7 @@ def _dfdc_files(root: Path) -> list[Path]:
 
 def _read_dfdc(root: Path) -> list[LabelledInput]:
     entries: list[tuple[Path, int, str | None, str | None, list[str]]] = []
-    groups = _Groups()
+    groups = Groups()
     missing = 0
     for file in _dfdc_files(root):
         where = str(file)
@@ -268,7 +247,7 @@ def _ffpp_splits(root: Path) -> dict[str, str]:
 
 
 def _read_ffpp(root: Path) -> list[LabelledInput]:
-    groups = _Groups()
+    groups = Groups()
     splits = _ffpp_splits(root)
     entries: list[tuple[LabelledInput, list[str]]] = []
     for folder, label in (("original_sequences", REAL), ("manipulated_sequences", FAKE)):
