@@ -168,7 +168,7 @@ def test_a_pair_is_one_source_group_and_pairs_sharing_a_person_merge(tmp_path: P
     from deepfake_cli.make_dataset import make_dataset
     from deepfake_cli.media.shards import Shard
 
-    pairs, who, model = _fast_people(tmp_path, monkeypatch)
+    pairs, _, model = _fast_people(tmp_path, monkeypatch)
     summary = make_dataset(pairs, [model], tmp_path / "set", progress=False)
     rows = list(csv.DictReader((tmp_path / "set" / "dataset.csv").open()))
     assert len(rows) == 2 * 14 and len(summary.entries) == len(rows)
