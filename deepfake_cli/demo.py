@@ -20,7 +20,9 @@ each stage's public API, never a stage's internals); ``report.html`` /
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
 import json
 import logging
 import shlex
@@ -33,7 +35,7 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
-from deepfake_cli.checkpoint import write_json_atomic
+from deepfake_cli.checkpoint import write_json_atomic, write_text_atomic
 from deepfake_cli.config import load_config
 from deepfake_cli.detect import DetectConfig, Detector, read_dataset, train_detector
 from deepfake_cli.errors import InputError
@@ -383,8 +385,9 @@ def run_demo(outdir: str | Path, quick: bool = False, device: str = "auto", seed
                             ConvertOptions(device=device), progress=progress)
         figures["make-dataset"].update(videos=len(made.entries), fakes=sum(e.label == "FAKE" for e in made.entries))
     detector_dir = root / "detector"
+    by_video = per_video_groups(dataset, root / "dataset_by_video.csv")
     with _stage(7, f"train-detect ({plan.detect_preset} preset)", figures["train-detect"]):
-        metrics = train_detector(read_dataset(dataset), detector_dir,
+        metrics = train_detector(read_dataset(by_video), detector_dir,
                                  load_config(DetectConfig, "detect", plan.detect_preset),
                                  device=device, seed=seed, progress=progress)
         video = metrics.get("val", {}).get("video", {})
@@ -399,6 +402,24 @@ def run_demo(outdir: str | Path, quick: bool = False, device: str = "auto", seed
     _before_after(data["a_convert"], converted, root / "before_after.png", shown)
     return _write_demo_report(root, data, faces, model, converted, dataset, detector_dir, figures, quick, held,
                               (crowd, crowd_converted))
+
+
+def per_video_groups(dataset: Path, target: Path) -> Path:
+    """A CSV (``path,label,group,model``, paths relative to ``target``'s folder) of make-dataset's
+    ``dataset.csv`` grouped by source video -- each fake with its original -- rather than by pair.
+    The demo has one pair, which make-dataset makes one identity-safe group that train-detect
+    cannot split; grouped by video, both people are on both sides of the split."""
+    with (dataset / "dataset.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    prefix = dataset.relative_to(target.parent).as_posix()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label", "group", "model"])
+    for row in rows:
+        writer.writerow([f"{prefix}/{row['path']}", row["label"], f"{prefix}/{row['original'] or row['path']}",
+                         row["model"]])
+    write_text_atomic(target, buffer.getvalue())
+    return target
 
 
 def _write_demo_report(root: Path, data: dict[str, Any], faces: dict[str, Path], model: Path, converted: Path,
@@ -436,8 +457,12 @@ def _write_demo_report(root: Path, data: dict[str, Any], faces: dict[str, Path],
                                  "-o", root / "evaluate.json"), figures["evaluate"], text=measured),
         Section("make-dataset", _cmd("make-dataset", "--pair", data["a_videos"], data["b_videos"], "-m", model,
                                      "-o", dataset), figures["make-dataset"]),
-        Section("train-detect", _cmd("train-detect", "--dataset", dataset, "-o", detector_dir, "--preset", "tiny"),
-                figures["train-detect"], [("validation ROC", rel(detector_dir / "roc.png"))]),
+        Section("train-detect", _cmd("train-detect", "--dataset", root / "dataset_by_video.csv", "-o", detector_dir,
+                                     "--preset", "tiny"),
+                figures["train-detect"], [("validation ROC", rel(detector_dir / "roc.png"))],
+                text="Split by source video (each fake with its original), not by make-dataset's identity-safe "
+                     "groups: the demo's one pair is a single group, so both people are on both sides of "
+                     "the split and validation does not measure generalisation to unseen people."),
         Section("detect", _cmd("detect", data["a_convert"], converted, "-m", detector_dir, "-o", root / "detect.json"),
                 figures["detect"]),
     ]

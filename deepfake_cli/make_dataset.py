@@ -5,14 +5,25 @@ video is converted a2b and every B video b2a. The result under ROOT::
 
     real/<pair>_<a|b>_<stem>.mp4           the source videos (hard-linked or copied)
     fake/<pair>_<a|b>_<stem>__<model>_<direction>.mp4
-    metadata.json                          DFDC-style: label, and for fakes original/model/kind/direction
+    metadata.json                          DFDC-style: label, group, and for fakes original/model/kind/direction
     dataset.csv                            path,label,group,original,model,direction,kind
 
 ``model`` is the model folder's name (what ``train-detect``/``detect --dataset`` report
 ``per_method`` metrics by) and ``kind`` its generator kind, ``original`` or ``gan``, read from the
-folder's ``state.json`` (else its ``config.yaml``; empty when neither names it). ``train-detect
---dataset ROOT`` reads it (DFDC layout), keeping every fake on the same side of a split as its
-original. Re-running skips videos already written.
+folder's ``state.json`` (else its ``config.yaml``; empty when neither names it). Re-running skips
+videos already written.
+
+Source groups (identity-safe splits): a fake shows identity A's video with identity B's face, so,
+as FaceForensics++ fakes ``000_003`` join sources ``000`` and ``003``, every real video of A and of
+B of pair K and every fake made from any of them (either direction, every model) form one group,
+named ``p<K>``. Pairs that share an identity -- the same A or B given (the same folder or video
+file once resolved), or the same video file inside both -- are one group, named after the first of
+them (a union-find over pairs; one person under two different folders is not recognised). The
+group is written to ``dataset.csv``'s ``group`` column and to each ``metadata.json`` record;
+``train-detect --dataset ROOT`` reads it (DFDC layout) and splits by group, so no person appears
+on two sides of train/val/test. Groups are computed from the whole pair list, so every shard
+writes the same groups as one unsharded run. One pair alone is one group: train-detect needs at
+least two groups (pairs of different people) to split.
 
 Models per pair (``models``): one model serves every pair; as many models as pairs give one per
 pair, in order; with a single pair every model converts it; and ``K:DIR`` gives model DIR to pair
@@ -47,6 +58,7 @@ import yaml
 
 from deepfake_cli.checkpoint import CONFIG_FILE, STATE_FILE, atomic_path, write_json_atomic, write_text_atomic
 from deepfake_cli.errors import ConfigError, InputError
+from deepfake_cli.groups import Groups
 from deepfake_cli.media.shards import Shard
 from deepfake_cli.media.video import is_video
 from deepfake_cli.convert import ConvertOptions, convert
@@ -138,6 +150,10 @@ def make_dataset(
     per_pair = assign_models(len(pairs), models)
     target = Path(root)
     jobs = _jobs(pairs, per_pair)
+    if len({job.real.group for job in jobs}) == 1:
+        log.warning("every video of this dataset is in one source group (a pair's fakes combine both of its "
+                    "people): train-detect --dataset needs at least 2 groups to split, so give pairs of "
+                    "other people too")
     summary = DatasetSummary(root=target, shard=shard, total=sum(1 + len(job.fakes) for job in jobs))
     for job in (shard.select(jobs) if shard else jobs):
         _place_real(job.video, target / job.real.path)
@@ -244,24 +260,43 @@ class _Job:
 def _jobs(pairs: list[tuple[str | Path, str | Path]], per_pair: list[list[Path]]) -> list[_Job]:
     """Every (pair, video) in a stable order: pairs as given, A then B videos, each folder sorted."""
     kinds = {folder: model_kind(folder) for folders in per_pair for folder in folders}
+    sources = [[(Path(folder), _videos(Path(folder))) for folder in pair] for pair in pairs]
+    groups = pair_groups(sources)
     jobs = []
-    for number, ((videos_a, videos_b), models) in enumerate(zip(pairs, per_pair), start=1):
-        for side, folder, direction in (("a", Path(videos_a), "a2b"), ("b", Path(videos_b), "b2a")):
-            for video in _videos(folder):
+    for number, (sides, models, group) in enumerate(zip(sources, per_pair, groups), start=1):
+        for (side, direction), (folder, videos) in zip((("a", "a2b"), ("b", "b2a")), sides):
+            for video in videos:
                 stem = _name(video, folder)
                 real_rel = f"real/p{number}_{side}_{stem}.mp4"
                 fakes = [(model, DatasetEntry(f"fake/p{number}_{side}_{stem}__{model.name}_{direction}.mp4", "FAKE",
-                                              real_rel, real_rel, model.name, direction, kinds[model]))
+                                              group, real_rel, model.name, direction, kinds[model]))
                          for model in models]
-                jobs.append(_Job(video, DatasetEntry(real_rel, "REAL", real_rel), fakes))
+                jobs.append(_Job(video, DatasetEntry(real_rel, "REAL", group), fakes))
     return jobs
+
+
+def pair_groups(sources: list[list[tuple[Path, list[Path]]]]) -> list[str]:
+    """The source group of each pair, from its (folder, videos) of A and of B: ``p<K>``, K the
+    first pair of its group. A pair is one group (its fakes combine both identities), and pairs
+    that share an identity -- the same resolved folder or file given, or the same video file in
+    both -- are one group too."""
+    groups = Groups()
+    for number, sides in enumerate(sources, start=1):
+        names = [f"pair:{number}"]
+        for folder, videos in sides:
+            names += [f"source:{folder.resolve()}", *(f"source:{video.resolve()}" for video in videos)]
+        groups.join(names)
+    first: dict[str, int] = {}
+    for number in range(1, len(sources) + 1):
+        first.setdefault(groups.find(f"pair:{number}"), number)
+    return [f"p{first[groups.find(f'pair:{number}')]}" for number in range(1, len(sources) + 1)]
 
 
 def _write_index(root: Path, entries: list[DatasetEntry], tag: str = "") -> None:
     """``metadata<tag>.json`` and ``dataset<tag>.csv`` listing ``entries``."""
     metadata = {}
     for entry in entries:
-        record = {"label": entry.label}
+        record = {"label": entry.label, "group": entry.group}
         if entry.original:
             record.update(original=entry.original, model=entry.model, kind=entry.kind, direction=entry.direction)
         metadata[entry.path] = record

@@ -23,6 +23,7 @@ import torch
 
 from deepfake_cli.config import load_config
 from deepfake_cli.detect import DetectConfig, Detector, read_dataset, train_detector
+from deepfake_cli.detect.splits import plan_split
 from deepfake_cli.media.images import write_image
 from deepfake_cli.media.synthetic import STILLS, Clip, load_still, make_clip, write_clip
 from deepfake_cli.media.video import VideoReader
@@ -85,15 +86,31 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, clip_a: Path, clip_b: Path
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> tuple[Path, dict]:
+def planned() -> list:
+    """The (tracks, partition) of each split the ``trained`` fixture's training planned."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, dataset: Path, planned: list) -> tuple[Path, dict]:
     """The tiny detector trained on the dataset through the Python API, and its metrics."""
+    from deepfake_cli.detect import trainer
+
+    def recorded(tracks, *args, **kwargs):
+        partition = plan_split(tracks, *args, **kwargs)
+        planned.append((tracks, partition))
+        return partition
+
     outdir = tmp_path_factory.mktemp("detector")
     config = load_config(DetectConfig, "detect", "tiny")
-    report = train_detector(read_dataset(dataset), outdir, config, device="cpu", seed=0, progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "plan_split", recorded)
+        report = train_detector(read_dataset(dataset), outdir, config, device="cpu", seed=0, progress=False)
     return outdir, report
 
 
-def test_tiny_detector_separates_real_from_face_swapped(trained: tuple[Path, dict]) -> None:
+def test_tiny_detector_separates_real_from_face_swapped(trained: tuple[Path, dict], planned: list,
+                                                        dataset: Path) -> None:
     outdir, report = trained
     validation = report["val"]
     assert report["inputs"]["videos"] == {"real": 8, "fake": 8} and not report["inputs"]["skipped"]
@@ -106,6 +123,16 @@ def test_tiny_detector_separates_real_from_face_swapped(trained: tuple[Path, dic
     # Split by source group: no fake is validated while its original is trained on (or vice versa).
     data = report["data"]
     assert data["train"]["sequences"]["real"] == data["train"]["sequences"]["fake"]  # balanced
+    (tracks, partition), = planned  # the split this training used
+    assert partition.train and partition.val and not partition.test
+    assert sorted(partition.train + partition.val) == list(range(len(tracks))) == list(range(16))
+    groups = [{tracks[i].group for i in side} for side in (partition.train, partition.val)]
+    assert not groups[0] & groups[1]
+    side = {Path(tracks[i].key).name: part for part, indices in (("train", partition.train), ("val", partition.val))
+            for i in indices}  # video file name -> the side it is on
+    originals = {Path(k).name: Path(v["original"]).name
+                 for k, v in json.loads((dataset / "metadata.json").read_text()).items() if v.get("original")}
+    assert len(originals) == 8 and all(side[fake] == side[real] for fake, real in originals.items())
 
 
 def test_detector_directory_contents(trained: tuple[Path, dict]) -> None:

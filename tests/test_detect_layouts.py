@@ -57,6 +57,21 @@ def test_dfdc_parts_in_sub_folders(tmp_path: Path) -> None:
     assert len(items) == 4 and len({i.group for i in items}) == 2
 
 
+def test_dfdc_records_naming_one_group_and_hard_links_of_one_file_share_a_group(tmp_path: Path) -> None:
+    import os
+
+    touch(tmp_path, "r1.mp4", "f1.mp4", "r2.mp4", "f2.mp4", "r3.mp4", "r4.mp4")
+    os.link(tmp_path / "r3.mp4", tmp_path / "r3_again.mp4")  # one video listed twice (make-dataset's real/)
+    (tmp_path / "metadata.json").write_text(json.dumps({
+        "r1.mp4": {"label": "REAL", "group": "p1"}, "f1.mp4": {"label": "FAKE", "original": "r1.mp4", "group": "p1"},
+        "r2.mp4": {"label": "REAL", "group": "p1"}, "f2.mp4": {"label": "FAKE", "original": "r2.mp4", "group": "p1"},
+        "r3.mp4": {"label": "REAL"}, "r3_again.mp4": {"label": "REAL"}, "r4.mp4": {"label": "REAL"}}))
+    items = by_name(read_dataset(tmp_path))
+    assert len({items[n].group for n in ("r1.mp4", "f1.mp4", "r2.mp4", "f2.mp4")}) == 1
+    assert items["r3.mp4"].group == items["r3_again.mp4"].group == "r3.mp4"  # named by a path, not an inode
+    assert len({i.group for i in items.values()}) == 3
+
+
 def test_faceforensics_groups_by_source_ids_and_reads_official_splits(tmp_path: Path) -> None:
     touch(tmp_path,
           "original_sequences/youtube/c23/videos/000.mp4", "original_sequences/youtube/c23/videos/003.mp4",

@@ -26,7 +26,7 @@ def test_pairs_become_a_dfdc_style_dataset_with_fakes_grouped_with_originals(
     assert len(metadata) == 4
     items = read_dataset(root)
     assert sorted(i.label for i in items) == [REAL, REAL, FAKE, FAKE]
-    assert len({i.group for i in items}) == 2
+    assert len({i.group for i in items}) == 1 and {r["group"] for r in rows} == {"p1"}  # a pair is one group
 
     again = run_dfk("-q", "make-dataset", "--pair", clip_a, clip_b, "-m", tiny_swap_model, "-o", root)
     assert again.code == 0 and "0 converted now, 2 already there" in again.out
@@ -95,8 +95,8 @@ def test_several_models_per_pair_each_make_fakes_recorded_with_name_and_kind(
     metadata = json.loads((root / "metadata.json").read_text())
     gan = [v for v in metadata.values() if v.get("model") == "tiny_gan"]
     assert len(gan) == 2 and all(v["kind"] == "gan" and v["label"] == "FAKE" for v in gan)
-    items = read_dataset(root)  # both generators' fakes stay in their source video's group
-    assert len({i.group for i in items}) == 2 and sorted(i.label for i in items) == [REAL] * 2 + [FAKE] * 4
+    items = read_dataset(root)  # both generators' fakes stay in their pair's group
+    assert len({i.group for i in items}) == 1 and sorted(i.label for i in items) == [REAL] * 2 + [FAKE] * 4
     assert {i.method for i in items if i.label == FAKE} == {tiny_swap_model.name, "tiny_gan"}  # per_method keys
 
     # sharded: every (pair, video) makes all of its models' fakes; the last shard writes the same index
@@ -133,3 +133,101 @@ def test_models_are_assigned_to_pairs_by_prefix_count_or_single_pair(tiny_swap_m
     (tmp_path / "cfg_only").mkdir()
     (tmp_path / "cfg_only" / "config.yaml").write_text("model:\n  kind: gan\n")
     assert model_kind(tmp_path / "cfg_only") == "gan" and model_kind(tmp_path) == ""
+
+
+def _fast_people(tmp_path: Path, monkeypatch) -> tuple[list[tuple[Path, Path]], dict[tuple[int, str], str], Path]:
+    """Five pairs of placeholder videos (never decoded) and a plain model folder; ``convert`` is
+    replaced by one that writes a placeholder fake, so no swap model trains or runs. Pair 3 gives
+    alice again (through a symlink to her folder) and pair 4 gives dave's folder, which holds the
+    very file pair 2 gave as dave: 1+3 and 2+4 share people, pair 5 shares none."""
+    import deepfake_cli.make_dataset as make
+
+    people = tmp_path / "people"
+    for person, count in (("alice", 2), ("bob", 1), ("carol", 1), ("dave", 2), ("eve", 1), ("frank", 1),
+                          ("gina", 2), ("hank", 1)):
+        (people / person).mkdir(parents=True)
+        for k in range(count):
+            (people / person / f"{person[0]}{k}.mp4").write_bytes(person.encode())
+    (tmp_path / "alias").symlink_to(people / "alice")
+    pairs = [(people / "alice", people / "bob"), (people / "carol", people / "dave" / "d0.mp4"),
+             (people / "eve", tmp_path / "alias"), (people / "frank", people / "dave"),
+             (people / "gina", people / "hank")]
+    who = {(k, side): ("alice" if folder.name == "alias" else (folder if folder.is_dir() else folder.parent).name)
+           for k, pair in enumerate(pairs, start=1) for side, folder in zip("ab", pair)}
+    (tmp_path / "model").mkdir()
+
+    def fake_convert(video, output, model, options, progress=True):
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_bytes(b"fake of " + Path(video).read_bytes())
+
+    monkeypatch.setattr(make, "convert", fake_convert)
+    return pairs, who, tmp_path / "model"
+
+
+def test_a_pair_is_one_source_group_and_pairs_sharing_a_person_merge(tmp_path: Path, monkeypatch) -> None:
+    from deepfake_cli.make_dataset import make_dataset
+    from deepfake_cli.media.shards import Shard
+
+    pairs, _, model = _fast_people(tmp_path, monkeypatch)
+    summary = make_dataset(pairs, [model], tmp_path / "set", progress=False)
+    rows = list(csv.DictReader((tmp_path / "set" / "dataset.csv").open()))
+    assert len(rows) == 2 * 14 and len(summary.entries) == len(rows)
+    by_pair: dict[int, set[str]] = {}
+    for row in rows:
+        by_pair.setdefault(int(row["path"].split("/")[1].split("_")[0][1:]), set()).add(row["group"])
+    assert by_pair == {1: {"p1"}, 2: {"p2"}, 3: {"p1"}, 4: {"p2"}, 5: {"p5"}}  # reals and fakes, a2b and b2a
+    assert {r["direction"] for r in rows if r["path"].startswith("fake/p5_")} == {"a2b", "b2a"}
+    metadata = json.loads((tmp_path / "set" / "metadata.json").read_text())
+    assert all(metadata[r["path"]]["group"] == r["group"] for r in rows)
+
+    # shards know the whole pair list: the same groups as one unsharded run
+    for k in (1, 2, 3):
+        make_dataset(pairs, [model], tmp_path / "sharded", progress=False, shard=Shard(k, 3))
+    assert (tmp_path / "sharded" / "dataset.csv").read_text() == (tmp_path / "set" / "dataset.csv").read_text()
+    shard_rows = list(csv.DictReader((tmp_path / "sharded" / "dataset.shard-2-of-3.csv").open()))
+    assert shard_rows and all(r in rows for r in shard_rows)
+
+
+def test_train_detect_splits_never_put_one_person_on_two_sides(tmp_path: Path, monkeypatch) -> None:
+    """End to end: make-dataset -> read_dataset (train-detect --dataset) -> tracks -> plan_split and
+    kfold_splits. A fake holds both people of its pair."""
+    import re
+
+    from deepfake_cli.detect.splits import kfold_splits, plan_split
+    from deepfake_cli.detect.tracks import FaceTrack
+    from deepfake_cli.make_dataset import make_dataset
+
+    pairs, who, model = _fast_people(tmp_path, monkeypatch)
+    root = tmp_path / "set"
+    make_dataset(pairs, [model], root, progress=False)
+
+    def check(items) -> None:
+        people = []
+        for item in items:
+            pair, side = re.match(r"p(\d+)_([ab])_", item.path.name).groups()
+            people.append({who[(int(pair), side)]} if item.label == REAL else {who[(int(pair), s)] for s in "ab"})
+        tracks = [FaceTrack(key=str(i.path), source=str(i.path), frames=[0], files=[Path("x.png")],
+                            boxes=[[0, 0, 1, 1]], label=i.label, group=i.group, split=i.split) for i in items]
+
+        def disjoint(*sides: list[int]) -> None:
+            seen = [set().union(*(people[i] for i in side)) for side in sides]
+            assert all(seen) and all(not seen[x] & seen[y] for x in range(len(seen)) for y in range(x + 1, len(seen)))
+
+        part = plan_split(tracks, 0.3, 0.3, seed=0)
+        disjoint(part.train, part.val, part.test)
+        for seed in range(4):
+            for train, val in kfold_splits(tracks, 3, seed=seed):
+                disjoint(train, val)
+
+    items = read_dataset(root)
+    assert len({i.group for i in items}) == 3
+    check(items)
+
+    # an older make-dataset output without "group": the reader joins pairs by their p<K> names and
+    # pairs sharing a video by the hard links in real/
+    metadata = json.loads((root / "metadata.json").read_text())
+    (root / "metadata.json").write_text(json.dumps({k: {f: v for f, v in r.items() if f != "group"}
+                                                    for k, r in metadata.items()}))
+    old = read_dataset(root)
+    assert [(i.path, i.group) for i in old] == [(i.path, i.group) for i in items]
+    check(old)

@@ -30,7 +30,7 @@ def make_dataset(ctx: click.Context, pairs: tuple[tuple[str, str], ...], models:
 
     \b
     Examples:
-      dfk make-dataset --pair data/alice_videos data/bob_videos -m models/alice_bob -o data/detect_set
+      dfk make-dataset --pair data/alice data/bob --pair data/carol data/dave -m models/ab -m models/cd -o data/detect_set
       dfk train-detect --dataset data/detect_set -o detectors/mine
       dfk make-dataset --pair data/alice data/bob -m models/ab_fast -m models/ab_gan -o data/two_generators
       dfk make-dataset --pair a1 b1 --pair a2 b2 -m 1:models/p1 -m 1:models/p1_gan -m 2:models/p2 -o data/set
@@ -38,6 +38,11 @@ def make_dataset(ctx: click.Context, pairs: tuple[tuple[str, str], ...], models:
     \b
     Each fake is listed with its model (the folder name) and that model's kind (original or gan,
     from its state.json) in metadata.json and dataset.csv.
+
+    \b
+    Source groups keep people apart in train-detect's splits: a pair's real videos of A and B and
+    all its fakes are one group (p1, p2, ...), and pairs that share a folder or video are merged.
+    train-detect needs at least two groups, i.e. pairs of different people.
 
     \b
     With --shard K/N only every N-th (pair, video) is made -- pairs in order, A videos then B,

@@ -3,8 +3,11 @@
 ``--dataset`` recognises four layouts, checked in this order:
 
 - DFDC: ``metadata.json`` (in ROOT or its direct sub-folders) mapping file names to
-  ``{"label": "REAL"|"FAKE", "original": ..., "split": ...}``; a fake and its original share a group.
-  A fake's ``method`` (or, as ``dfk make-dataset`` writes it, ``model``) names its generator.
+  ``{"label": "REAL"|"FAKE", "original": ..., "split": ..., "group": ...}``; a fake and its original
+  share a group, so do records naming the same ``group`` (as ``dfk make-dataset`` writes it: both
+  people of a pair; in its older output without ``group``, the pair number of ``real/p<K>_...``
+  names) and hard links of one file. A fake's ``method`` (or, as make-dataset writes it, ``model``)
+  names its generator.
 - FaceForensics++: ``original_sequences/`` and ``manipulated_sequences/<method>/``; a fake
   ``000_003`` shares a group with originals ``000`` and ``003``; optional official split files
   ``splits/{train,val,test}.json`` (lists of id pairs). The ``<method>`` folder names the generator.
@@ -21,11 +24,13 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 from deepfake_cli.errors import InputError
+from deepfake_cli.groups import Groups
 from deepfake_cli.media.alignments import ALIGNMENTS_FILE
 from deepfake_cli.media.images import is_image
 from deepfake_cli.media.video import is_video
@@ -156,28 +161,6 @@ def _require_both(items: list[LabelledInput], where: str) -> None:
         raise InputError(f"no {missing} inputs found; training needs both real and fake examples", where)
 
 
-class _Groups:
-    """Union-find over names: items sharing any name end up in one group."""
-
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, name: str) -> str:
-        """The representative name of ``name``'s group."""
-        self.parent.setdefault(name, name)
-        while self.parent[name] != name:
-            self.parent[name] = self.parent[self.parent[name]]
-            name = self.parent[name]
-        return name
-
-    def join(self, names: list[str]) -> str:
-        """Merge the groups of ``names``; returns the representative."""
-        roots = sorted({self.find(n) for n in names})
-        for other in roots[1:]:
-            self.parent[other] = roots[0]
-        return roots[0]
-
-
 def read_dataset(root: str | Path) -> list[LabelledInput]:
     """Detect the layout of ``root`` and return its labelled inputs (see the module docstring)."""
     base = Path(root)
@@ -204,7 +187,7 @@ def _dfdc_files(root: Path) -> list[Path]:
 
 def _read_dfdc(root: Path) -> list[LabelledInput]:
     entries: list[tuple[Path, int, str | None, str | None, list[str]]] = []
-    groups = _Groups()
+    groups = Groups()
     missing = 0
     for file in _dfdc_files(root):
         where = str(file)
@@ -215,6 +198,7 @@ def _read_dfdc(root: Path) -> list[LabelledInput]:
         if not isinstance(metadata, dict):
             raise InputError("metadata.json must map file names to records", where)
         folder = file.parent.relative_to(root)
+        old_pairs = _old_make_dataset(metadata)
         for name, record in sorted(metadata.items()):
             if not isinstance(record, dict):
                 raise InputError(f"entry {name!r} is not a record", where)
@@ -222,17 +206,41 @@ def _read_dfdc(root: Path) -> list[LabelledInput]:
             names = [_relative(root, path)]
             if record.get("original"):
                 names.append(_relative(root, inside(root, str(folder / str(record["original"])), where)))
-            groups.join(names)
+            if record.get("group"):  # make-dataset's: both people of a pair (and pairs sharing one)
+                names.append(f"group:{folder.as_posix()}:{record['group']}")
+            elif old_pairs and (pair := _MADE_NAME.match(name)):
+                names.append(f"group:{folder.as_posix()}:p{pair.group(1)}")
             if not path.exists():
+                groups.join(names)
                 missing += 1
                 continue
+            status = path.stat()
+            if status.st_nlink > 1 and status.st_ino:  # hard links of one video (make-dataset's real/)
+                names.append(f"inode:{status.st_dev}:{status.st_ino}")
+            groups.join(names)
             label = parse_label(record.get("label"), f"{where}: {name}")
             method = _method(record.get("method") or record.get("model")) if label == FAKE else None
             entries.append((path, label, parse_split(record.get("split"), f"{where}: {name}"), method, names))
     if missing:
         log.warning("%d entries of metadata.json have no file under %s; skipped", missing, root)
-    return [LabelledInput(path, label, groups.find(names[0]), split, method)
+    # each group is named by its first path, not the union-find's pick (which may be an inode number)
+    named: dict[str, str] = {}
+    for *_, names in entries:
+        key = groups.find(names[0])
+        named[key] = min(named.get(key, names[0]), names[0])
+    return [LabelledInput(path, label, named[groups.find(names[0])], split, method)
             for path, label, split, method, names in entries]
+
+
+_MADE_NAME = re.compile(r"^(?:real|fake)/p(\d+)_[ab]_")
+
+
+def _old_make_dataset(metadata: dict) -> bool:
+    """Whether ``metadata`` is make-dataset output from before it wrote ``group`` (its pair number
+    is then read from the ``real/p<K>_<a|b>_...`` names)."""
+    records = [r for r in metadata.values() if isinstance(r, dict)]
+    return not any(r.get("group") for r in records) and any(
+        r.get("direction") in ("a2b", "b2a") and _MADE_NAME.match(str(r.get("original") or "")) for r in records)
 
 
 def _relative(root: Path, path: Path) -> str:
@@ -268,7 +276,7 @@ def _ffpp_splits(root: Path) -> dict[str, str]:
 
 
 def _read_ffpp(root: Path) -> list[LabelledInput]:
-    groups = _Groups()
+    groups = Groups()
     splits = _ffpp_splits(root)
     entries: list[tuple[LabelledInput, list[str]]] = []
     for folder, label in (("original_sequences", REAL), ("manipulated_sequences", FAKE)):
