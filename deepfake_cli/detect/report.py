@@ -27,10 +27,14 @@ def render(document: dict[str, Any], rows: list[dict[str, Any]], fmt: str) -> st
     return csv_text(rows) if fmt == "csv" else json.dumps(document, indent=2) + "\n"
 
 
-def detection_document(results: list[DetectionResult], detector: str, threshold: float) -> dict[str, Any]:
-    """The JSON output of ``dfk detect``: detector, threshold and one entry per input/source."""
-    return {"tool": f"dfk {__version__}", "detector": detector, "threshold": threshold,
-            "results": [r.to_json() for r in results]}
+def detection_document(results: list[DetectionResult], detector: str, threshold: float,
+                       threshold_from: str | None = None) -> dict[str, Any]:
+    """The JSON output of ``dfk detect``: detector, threshold (and the rule that set it) and one
+    entry per input/source."""
+    document: dict[str, Any] = {"tool": f"dfk {__version__}", "detector": detector, "threshold": threshold}
+    if threshold_from is not None:
+        document["threshold_from"] = threshold_from
+    return document | {"results": [r.to_json() for r in results]}
 
 
 def detection_rows(results: list[DetectionResult], threshold: float) -> list[dict[str, Any]]:

@@ -5,9 +5,11 @@ directory ``model.pt`` (best epoch, weights only), ``config.yaml``, ``state.json
 decision threshold), ``log.csv``, ``metrics.json``, ``roc.png`` and ``training.png``; the faces it
 extracted stay cached in ``faces/``.
 
-The protocol (see ``splits``): validation picks the epoch and, with ``train.threshold: auto``, the
-threshold (the EER point of the validation videos); a test part, when there is one, is scored
-once at the end and picks nothing. ``metrics.json`` names every block after the part it was
+The protocol (see ``splits``): validation picks the epoch and, unless ``train.threshold`` is a
+fixed probability, the threshold (``eer``: the EER point of the validation videos; ``fpr:P``: the
+threshold keeping the validation real videos' false-positive rate at or below P); ``state.json``
+and ``metrics.json`` record it and ``threshold_from``, the rule that set it. A test part, when
+there is one, is scored once at the end and picks nothing. ``metrics.json`` names every block after the part it was
 computed on (``val``, ``test``). With ``folds > 1`` each fold trains in ``fold<k>/``; the report
 gives each fold's numbers in ``folds`` and mean ± std over folds in ``cross_validation`` (never
 one fold's numbers as the result); the model of the fold with the best validation score is kept
@@ -46,11 +48,11 @@ from tqdm import tqdm
 from deepfake_cli import __version__
 from deepfake_cli.checkpoint import atomic_path, write_json_atomic, write_text_atomic
 from deepfake_cli.detect import synthetic
-from deepfake_cli.detect.config import DetectConfig, validate
+from deepfake_cli.detect.config import DetectConfig, threshold_rule, validate
 from deepfake_cli.detect.data import FaceSamples, loader, to_device
 from deepfake_cli.detect.detector import build_model, describe, save_detector, write_state
 from deepfake_cli.detect.layouts import FAKE, REAL, LabelledInput
-from deepfake_cli.detect.metrics import summarize_folds
+from deepfake_cli.detect.metrics import fpr_provenance, fpr_threshold, summarize_folds
 from deepfake_cli.detect.models import DetectorNet, apply_weights, architecture, initial_weights
 from deepfake_cli.detect.plots import plot_history, plot_roc
 from deepfake_cli.detect.preprocess import FrameStore
@@ -97,6 +99,7 @@ class FitResult:
     seed: int
     threshold: float = 0.5
     threshold_from: str = "config"
+    threshold_rule: str = "eer"  # train.threshold as parsed: eer | fpr:P | a probability
     val: dict[str, Any] = field(default_factory=dict)
     test: dict[str, Any] | None = None
     val_scores: Scores | None = None
@@ -111,7 +114,8 @@ class FitResult:
             "model": config.model.name, "epoch": self.best_epoch, "epochs_run": self.epochs_run,
             "monitor": config.train.monitor,
             "val_auc": self.score[0] if self.score[0] >= 0 else None, "val_loss": self.score[1],
-            "threshold": self.threshold, "threshold_from": self.threshold_from, "seed": self.seed,
+            "threshold": self.threshold, "threshold_from": self.threshold_from,
+            "threshold_rule": self.threshold_rule, "seed": self.seed,
             "status": status, "seconds": round(self.seconds, 2), "synthetic": config.train.synthetic,
             "world_size": self.world_size,
         }
@@ -122,7 +126,7 @@ class FitResult:
             "best_epoch": self.best_epoch, "epochs_run": self.epochs_run, "seconds": round(self.seconds, 2),
             "protocol": self.partition.describe(),
             "threshold": self.threshold, "threshold_from": self.threshold_from,
-            "data": self.data, "val": self.val,
+            "threshold_rule": self.threshold_rule, "data": self.data, "val": self.val,
         }
         if self.fakes is not None:
             report["fakes"] = self.fakes
@@ -344,19 +348,37 @@ def fit(
 
 
 def _choose_threshold(result: FitResult, tracks: list[FaceTrack], config: DetectConfig) -> None:
-    """The decision threshold: the configured number, or (``auto``) the EER point of the validation
-    videos at the kept epoch."""
-    setting = config.train.threshold
-    if setting != "auto":
-        result.threshold, result.threshold_from = float(setting), "config"
+    """The decision threshold by ``train.threshold`` (``config.threshold_rule``), on the validation
+    videos at the kept epoch: the configured probability (``config``), the EER point (``val EER``)
+    or the false-positive rule on the validation real videos (``metrics.fpr_threshold``; the
+    validation fakes only place it within its gap). Without the videos a rule needs (no real ones,
+    for either) it falls back to 0.5 with a warning and says so in ``threshold_from``."""
+    rule = threshold_rule(config.train.threshold)
+    result.threshold_rule = rule.describe()
+    if rule.kind == "fixed":
+        assert rule.value is not None
+        result.threshold, result.threshold_from = rule.value, "config"
         return
     assert result.val_scores is not None
-    found = eer_threshold(tracks, result.val_scores)
-    if found is None:
-        log.warning("validation lacks a class; threshold 0.5 instead of its EER point")
-        result.threshold, result.threshold_from = 0.5, "default (validation lacks a class)"
-    else:
-        result.threshold, result.threshold_from = found, "val EER"
+    if rule.kind == "eer":
+        found = eer_threshold(tracks, result.val_scores)
+        if found is None:
+            log.warning("validation lacks a class; threshold 0.5 instead of its EER point")
+            result.threshold, result.threshold_from = 0.5, "default (validation lacks a class)"
+        else:
+            result.threshold, result.threshold_from = found, "val EER"
+        return
+    assert rule.value is not None
+    videos = result.val_scores.videos()
+    reals = [p for t, p in videos.items() if tracks[t].label == REAL]
+    if not reals:
+        log.warning("validation has no real video; threshold 0.5 instead of fpr<=%g", rule.value)
+        result.threshold = 0.5
+        result.threshold_from = f"default (validation has no real video for fpr<={rule.value:g})"
+        return
+    chosen = fpr_threshold(reals, rule.value, [p for t, p in videos.items() if tracks[t].label != REAL])
+    result.threshold = chosen.threshold
+    result.threshold_from = fpr_provenance("val", chosen)
 
 
 def _finish(result: FitResult, tracks: list[FaceTrack], config: DetectConfig) -> None:
