@@ -90,12 +90,15 @@ def _mean_std(summary: dict[str, Any], name: str) -> str:
 
 def training_summary(report: dict[str, Any], outdir: str) -> str:
     """One line for the terminal after ``train-detect``: validation (and test) figures, or with
-    ``--folds`` their mean ± std over folds."""
+    ``--folds`` their mean ± std over folds and which fold's model ``detect`` uses, and why."""
     threshold = f"threshold {report['threshold']:g}"
+    if report.get("threshold_from"):
+        threshold += f" ({report['threshold_from']})"
     if "cross_validation" in report:
         folds = len(report["folds"])
         parts = [_mean_std(summary, f"{folds}-fold {name}") for name, summary in report["cross_validation"].items()]
-        line = f"train-detect: {'; '.join(parts)} (kept fold {report['kept_fold']}, {threshold})"
+        line = (f"train-detect: {'; '.join(parts)} (the figures to quote); kept fold {report['kept_fold']} for "
+                f"detect, by its own validation {report.get('monitor', 'score')} (optimistic), {threshold}")
     else:
         parts = [_levels(report["val"], "val")]
         if "test" in report:

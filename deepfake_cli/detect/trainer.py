@@ -13,7 +13,10 @@ there is one, is scored once at the end and picks nothing. ``metrics.json`` name
 computed on (``val``, ``test``). With ``folds > 1`` each fold trains in ``fold<k>/``; the report
 gives each fold's numbers in ``folds`` and mean ± std over folds in ``cross_validation`` (never
 one fold's numbers as the result); the model of the fold with the best validation score is kept
-at the top level for ``dfk detect``.
+at the top level for ``dfk detect``, and ``kept_fold_reason`` says so: that score is the fold's
+own validation score (it also chose the fold's epoch and threshold), so the kept fold's val
+figures are optimistic and the cross-validation mean ± std is the figure to quote.
+``inputs.json`` lists the inputs each part used (``dfk calibrate`` refuses them).
 
 With ``train.synthetic: sbi`` every real video also gets a self-blend twin whose fakes are made
 on the fly (``synthetic``); ``metrics.json`` then has a ``synthetic`` block and each fit names
@@ -81,6 +84,7 @@ from deepfake_cli.runtime import (
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+INPUTS_FILE = "inputs.json"  # the inputs of each part (train, val, test; folds), for dfk calibrate
 MAX_BAD_STEPS = 3
 
 
@@ -468,6 +472,11 @@ def _train(items: list[LabelledInput], folder: Path, config: DetectConfig, torch
     }
     if config.train.synthetic == synthetic.SBI:
         report["synthetic"] = synthetic.describe(tracks, without, config.train.synthetic_ratio)
+    if writer:  # which inputs each part used, so dfk calibrate can refuse them
+        parts = ({"train": partition.train, "val": partition.val} if folds == 1
+                 else {"folds": sorted(partition.train + partition.val)})
+        write_json_atomic(folder / INPUTS_FILE, _inputs_record(tracks, parts | {"test": partition.test}))
+        report["inputs"]["listed_in"] = INPUTS_FILE
     if folds == 1:
         result = fit(tracks, partition, store, config, folder, torch_device, seed, progress, start=start)
         if result is not None:
@@ -483,14 +492,19 @@ def _train(items: list[LabelledInput], folder: Path, config: DetectConfig, torch
             return report
         results = [r for r in results if r is not None]
         kept = max(range(folds), key=lambda k: (results[k].score[0], -results[k].score[1]))  # by validation
-        _keep_fold(folder, results[kept], config)
+        reason = _kept_because(results, kept, config.train.monitor)
+        chosen_by = f"fold {kept + 1}: {results[kept].threshold_from}"
+        _keep_fold(folder, results[kept], config, {"kept_fold_reason": reason, "threshold_from": chosen_by})
         report["protocol"] = {"val": f"each fold's held-out groups ({folds} folds)", "test": partition.test_from}
         report["folds"] = [{"fold": k + 1} | r.report() for k, r in enumerate(results)]
         report["cross_validation"] = {"val": _fold_summary([r.val for r in results])}
         if partition.test:
             report["cross_validation"]["test"] = _fold_summary([r.test or {} for r in results])
         report["kept_fold"] = kept + 1
+        report["kept_fold_reason"] = reason
         report["threshold"] = results[kept].threshold
+        report["threshold_from"] = chosen_by
+        report["threshold_rule"] = results[kept].threshold_rule
     if writer:
         write_json_atomic(folder / METRICS_FILE, report)
     return report
@@ -502,11 +516,34 @@ def _fold_summary(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     return {level: summarize_folds([b[level] for b in blocks]) for level in levels}
 
 
-def _keep_fold(folder: Path, result: FitResult, config: DetectConfig) -> None:
-    """Copy the kept fold's model, state, log and plots to the detector directory's top level."""
+def _kept_because(results: list[FitResult], kept: int, monitor: str) -> str:
+    """Why fold ``kept`` (0-based) is the one ``dfk detect`` uses, and what its figures are worth."""
+    auc = results[kept].score[0]
+    value = f"{auc:.4g}" if auc >= 0 else "undefined"
+    return (f"fold {kept + 1} has the highest validation {monitor} of the {len(results)} folds ({value}; ties go "
+            "to the lower validation loss). That is the fold's own validation score, which also chose its epoch "
+            "and threshold, so its val figures are optimistic; quote cross_validation's mean ± std instead")
+
+
+def _inputs_record(tracks: list[FaceTrack], parts: dict[str, list[int]]) -> dict[str, Any]:
+    """``inputs.json``: the absolute path of every input (video, image or extract folder) each part
+    used, self-blended twins left out (they are their real video). ``dfk calibrate`` refuses them."""
+    def inputs(indices: list[int]) -> list[str]:
+        # a video's or image's track is keyed by its path, an extract folder's by "<folder>::<source>"
+        return sorted({str(Path(tracks[i].key.split("::", 1)[0]).resolve()) for i in indices
+                       if not tracks[i].synthetic})
+
+    return {"parts": {name: inputs(indices) for name, indices in parts.items() if indices},
+            "note": "inputs by the part of this training run that used them (folds: the train and validation "
+                    "parts of every fold); a copy of one under another path is not recognised"}
+
+
+def _keep_fold(folder: Path, result: FitResult, config: DetectConfig, extra: dict[str, Any]) -> None:
+    """Copy the kept fold's model, state (with ``extra``), log and plots to the detector directory's
+    top level."""
     model = build_model(config)
     model.load_state_dict(result.best_state)
-    save_detector(folder, model, config, result.state(config, "done") | {"fold": result.folder.name})
+    save_detector(folder, model, config, result.state(config, "done") | {"fold": result.folder.name} | extra)
     for name in ("roc.png", "training.png", "log.csv"):
         if (result.folder / name).is_file():
             with atomic_path(folder / name) as tmp:
