@@ -60,14 +60,15 @@ def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: str, output: 
     fmt = fmt or ("csv" if output and output.lower().endswith(".csv") else "json")
     detector = Detector(model_dir, device=resolve_device_name(ctx, device), threshold=threshold, cache_dir=cache,
                         reference=reference, reference_distance=reference_distance)
-    log.info("detect: threshold %g (%s)", detector.threshold, detector.threshold_from)
+    log.info("detect: %s", detector.describe_threshold())
     if dataset:
         roc = Path(output).with_suffix(".roc.png") if output else None
         evaluation = detector.evaluate(read_dataset(dataset), progress, roc=roc)
         text = render(evaluation_document(evaluation, model_dir, dataset), evaluation["videos"], fmt)
     else:
         results = detector.score_all(list(inputs), progress)
-        text = render(detection_document(results, model_dir, detector.threshold, detector.threshold_from),
+        text = render(detection_document(results, model_dir, detector.threshold, detector.threshold_from,
+                                         detector.calibration),
                       detection_rows(results, detector.threshold), fmt)
         log.info("detect: %s", detection_summary(results))
         if annotate:

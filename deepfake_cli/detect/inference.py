@@ -11,9 +11,9 @@ Scores are probabilities that the input is fake:
 
 Labels use the threshold stored with the detector (chosen on validation by ``train-detect``, or
 reset by ``dfk calibrate``) unless ``--threshold`` overrides it; ``Detector.threshold_from`` says
-which rule set it (state.json's ``threshold_from``, or ``command line``). ``evaluate`` (``detect --dataset``) scores a fixed number of
-faces per video (``eval.frames_per_video``), as validation does, and adds per-method metrics when
-the dataset names each fake's generator.
+which rule set it (state.json's ``threshold_from``, or ``command line``). ``evaluate``
+(``detect --dataset``) scores a fixed number of faces per video (``eval.frames_per_video``), as
+validation does, and adds per-method metrics when the dataset names each fake's generator.
 
 An input without a detectable face is reported with ``status: no_face``; one that cannot be read
 at all with ``status: error``; neither stops the other inputs.
@@ -117,6 +117,21 @@ class Detector:
         self.batch_size = batch_size
 
     @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The ``dfk calibrate`` record behind the threshold in use, if it came from one."""
+        record = self.loaded.state.get("calibration")
+        return record if self.threshold_from == "calibrate" and isinstance(record, dict) else None
+
+    def describe_threshold(self) -> str:
+        """The threshold and the rule that set it, for a log line."""
+        text = f"threshold {self.threshold:g} ({self.threshold_from}"
+        record = self.calibration
+        if record is not None:
+            text += (f": fpr<={record.get('fpr_target')} on {record.get('videos')} real videos of "
+                     f"{record.get('folder')}, {record.get('date')}")
+        return text + ")"
+
+    @property
     def config(self) -> DetectConfig:
         """The detector's resolved config."""
         return self.loaded.config
@@ -194,6 +209,7 @@ class Detector:
             plot_roc(roc, roc_inputs(tracks, scores), title="ROC")
         evaluation: dict[str, Any] = {
             "threshold": self.threshold, "threshold_from": self.threshold_from,
+            **({"calibration": self.calibration} if self.calibration else {}),
             "eval_frames_per_video": self.config.eval.frames_per_video,
             "metrics": level_metrics(tracks, scores, self.threshold),
         }

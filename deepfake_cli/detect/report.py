@@ -28,12 +28,14 @@ def render(document: dict[str, Any], rows: list[dict[str, Any]], fmt: str) -> st
 
 
 def detection_document(results: list[DetectionResult], detector: str, threshold: float,
-                       threshold_from: str | None = None) -> dict[str, Any]:
-    """The JSON output of ``dfk detect``: detector, threshold (and the rule that set it) and one
-    entry per input/source."""
+                       threshold_from: str | None = None, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON output of ``dfk detect``: detector, threshold (the rule that set it, and the
+    ``dfk calibrate`` record when it came from one) and one entry per input/source."""
     document: dict[str, Any] = {"tool": f"dfk {__version__}", "detector": detector, "threshold": threshold}
     if threshold_from is not None:
         document["threshold_from"] = threshold_from
+    if calibration is not None:
+        document["calibration"] = calibration
     return document | {"results": [r.to_json() for r in results]}
 
 
