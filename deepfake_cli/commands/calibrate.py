@@ -39,13 +39,13 @@ def calibrate(ctx: click.Context, model_dir: str, real: str | None, fpr: float, 
       dfk calibrate -m runs/detector --real data/office_cameras --dry-run
       dfk calibrate -m runs/detector --reset
     """
-    from deepfake_cli.detect import calibrate as api  # torch loads only when the command runs
+    import deepfake_cli.detect.calibrate as api  # torch loads only when the command runs
 
     if reset:
         if real is not None:
             raise InputError("--reset restores the training threshold; it takes no --real")
         outcome = api.reset(model_dir, dry_run)
-        if not outcome["was"].get("threshold_from") == api.CALIBRATED:
+        if not outcome["calibrated"]:
             click.echo(f"calibrate: {model_dir} is not calibrated; threshold {outcome['threshold']} "
                        f"({outcome['threshold_from']}) unchanged")
             return

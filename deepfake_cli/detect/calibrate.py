@@ -88,19 +88,19 @@ def calibrate(model_dir: str | Path, real: str | Path, fpr: float = DEFAULT_FPR,
 
 def reset(model_dir: str | Path, dry_run: bool = False) -> dict[str, Any]:
     """Restore the training-time threshold a calibration replaced (and drop the ``calibration``
-    record). Returns ``{threshold, threshold_from, was, written}``; a detector never calibrated is
-    left as it is (``written`` False)."""
+    record). Returns ``{threshold, threshold_from, was, calibrated, written}``; a detector never
+    calibrated is left as it is (``calibrated`` and ``written`` False)."""
     folder = Path(model_dir)
     state = _state(folder)
     was = {"threshold": state.get("threshold"), "threshold_from": state.get("threshold_from")}
     calibration = state.get("calibration")
     if not calibration:
-        return was | {"was": was, "written": False}
+        return was | {"was": was, "calibrated": False, "written": False}
     trained = calibration["trained"]
     if not dry_run:
         restored = {k: v for k, v in state.items() if k != "calibration"} | trained
         write_json_atomic(folder / STATE_FILE, restored)
-    return dict(trained) | {"was": was, "written": not dry_run}
+    return dict(trained) | {"was": was, "calibrated": True, "written": not dry_run}
 
 
 def _state(folder: Path) -> dict[str, Any]:
