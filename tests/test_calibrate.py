@@ -68,7 +68,8 @@ def test_calibrate_writes_the_threshold_and_its_provenance(run_dfk, detector: Pa
     record = after["calibration"]
     assert after["threshold_from"] == "calibrate" and 0 < after["threshold"] < 1
     assert record["folder"] == str(footage.resolve()) and Path(record["folder"]).is_absolute()
-    assert (record["videos"], record["images"], record["skipped_no_face"], record["skipped_unreadable"]) == (20, 0, 0, 0)
+    counts = (record["videos"], record["images"], record["skipped_no_face"], record["skipped_unreadable"])
+    assert counts == (20, 0, 0, 0)
     assert record["fpr_target"] == 0.1 and record["fpr_reached"] <= 0.1 and record["flagged"] == 2
     assert record["previous"] == {"threshold": before["threshold"], "threshold_from": before["threshold_from"]}
     assert record["trained"] == record["previous"] and before["threshold_from"] == "val EER"

@@ -67,7 +67,7 @@ def calibrate(model_dir: str | Path, real: str | Path, fpr: float = DEFAULT_FPR,
     scored = [r for r in results if r.status == "ok" and r.probability is not None]
     if not scored:
         raise NoFaceError(f"no face found in any of the {len(inputs)} inputs; nothing to calibrate on", str(real))
-    chosen = fpr_threshold([r.probability for r in scored], fpr)  # type: ignore[misc]
+    chosen = fpr_threshold([float(r.probability) for r in scored if r.probability is not None], fpr)
     previous = {"threshold": state.get("threshold"), "threshold_from": state.get("threshold_from")}
     trained = (state.get("calibration") or {}).get("trained", previous)
     record: dict[str, Any] = {

@@ -9,8 +9,8 @@ The protocol (see ``splits``): validation picks the epoch and, unless ``train.th
 fixed probability, the threshold (``eer``: the EER point of the validation videos; ``fpr:P``: the
 threshold keeping the validation real videos' false-positive rate at or below P); ``state.json``
 and ``metrics.json`` record it and ``threshold_from``, the rule that set it. A test part, when
-there is one, is scored once at the end and picks nothing. ``metrics.json`` names every block after the part it was
-computed on (``val``, ``test``). With ``folds > 1`` each fold trains in ``fold<k>/``; the report
+there is one, is scored once at the end and picks nothing. ``metrics.json`` names every block
+after the part it was computed on (``val``, ``test``). With ``folds > 1`` each fold trains in ``fold<k>/``; the report
 gives each fold's numbers in ``folds`` and mean ± std over folds in ``cross_validation`` (never
 one fold's numbers as the result); the model of the fold with the best validation score is kept
 at the top level for ``dfk detect``, and ``kept_fold_reason`` says so: that score is the fold's
