@@ -26,6 +26,7 @@ COMMANDS = {
     "convert": ("convert", "convert", "Swap faces in a video, image or folder with a trained model."),
     "train-detect": ("train_detect", "train_detect", "Train a deepfake detector (ConvLSTM, EfficientNet, ...)."),
     "detect": ("detect", "detect", "Score videos/images as real or fake."),
+    "calibrate": ("calibrate", "calibrate", "Reset a detector's threshold from known-real footage (target FPR)."),
     "evaluate": ("evaluate", "evaluate", "Measure a swap: identity transfer, landmark NME, sharpness, background PSNR."),
     "make-dataset": ("make_dataset", "make_dataset", "Make a labelled real/fake dataset with swap models."),
     "demo": ("demo", "demo", "Run the whole pipeline offline on embedded data, with a report."),
@@ -63,7 +64,7 @@ def dfk(ctx: click.Context, device: str, seed: int, debug: bool, verbose: int, q
     """dfk: make face-swap deepfakes and detect them.
 
     \b
-    Pipeline: extract -> sort -> train-swap -> convert; train-detect -> detect.
+    Pipeline: extract -> sort -> train-swap -> convert; train-detect -> [calibrate] -> detect.
     Try `dfk demo -o runs/demo --quick` to see every stage work offline.
     """
     ctx.obj = Settings(device=device, seed=seed, debug=debug, verbosity=-1 if quiet else verbose)

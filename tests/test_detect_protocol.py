@@ -73,7 +73,22 @@ def test_folds_report_mean_and_std_and_keep_the_test_part_out(csv: Path, tmp_pat
                 assert summary["std"] == pytest.approx(np.std(values), abs=1e-6)
     kept = report["folds"][report["kept_fold"] - 1]
     assert report["threshold"] == kept["threshold"]
-    assert json.loads((tmp_path / "det" / "state.json").read_text())["threshold"] == kept["threshold"]
+    state = json.loads((tmp_path / "det" / "state.json").read_text())
+    assert state["threshold"] == kept["threshold"]
+    # which fold detect uses, and why: its own validation score, so optimistic; quote the mean ± std
+    reason = report["kept_fold_reason"]
+    assert reason.startswith(f"fold {report['kept_fold']} has the highest validation sequence_auc of the 2 folds")
+    assert "own validation score" in reason and "optimistic" in reason and "mean ± std" in reason
+    assert state["kept_fold_reason"] == reason and state["fold"] == f"fold{report['kept_fold']}"
+    assert report["threshold_from"] == state["threshold_from"] == f"fold {report['kept_fold']}: val EER"
+    from deepfake_cli.detect.report import training_summary
+    line = training_summary(report, "runs/det")
+    assert "2-fold val video AUC" in line and "(the figures to quote)" in line
+    assert f"kept fold {report['kept_fold']} for detect, by its own validation sequence_auc (optimistic)" in line
+    # the inputs of each part are recorded: the pool of the folds and the test part
+    inputs = json.loads((tmp_path / "det" / "inputs.json").read_text())["parts"]
+    assert set(inputs) == {"folds", "test"} and len(inputs["folds"]) == 16 and len(inputs["test"]) == 6
+    assert all(Path(p).is_absolute() and Path(p).is_dir() for p in inputs["folds"] + inputs["test"])
 
 
 def test_the_stored_threshold_labels_detect_output(run_dfk, csv: Path, tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default=None,
               help="Output format (default: csv for a .csv FILE, else json).")
 @click.option("--threshold", type=float, default=None, metavar="P",
-              help="Probability of fake at or above which an input is called fake (default: the detector's).")
+              help="Probability of fake at or above which an input is called fake (default: the detector's "
+                   "stored threshold, from train-detect or dfk calibrate).")
 @click.option("--annotate", type=click.Path(dir_okay=False), default=None, metavar="OUT.mp4",
               help="Also write the (single) input video with a per-frame fake-probability overlay.")
 @click.option("--dataset", type=click.Path(path_type=str), default=None, metavar="ROOT",
@@ -59,13 +60,15 @@ def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: str, output: 
     fmt = fmt or ("csv" if output and output.lower().endswith(".csv") else "json")
     detector = Detector(model_dir, device=resolve_device_name(ctx, device), threshold=threshold, cache_dir=cache,
                         reference=reference, reference_distance=reference_distance)
+    log.info("detect: %s", detector.describe_threshold())
     if dataset:
         roc = Path(output).with_suffix(".roc.png") if output else None
         evaluation = detector.evaluate(read_dataset(dataset), progress, roc=roc)
         text = render(evaluation_document(evaluation, model_dir, dataset), evaluation["videos"], fmt)
     else:
         results = detector.score_all(list(inputs), progress)
-        text = render(detection_document(results, model_dir, detector.threshold),
+        text = render(detection_document(results, model_dir, detector.threshold, detector.threshold_from,
+                                         detector.calibration),
                       detection_rows(results, detector.threshold), fmt)
         log.info("detect: %s", detection_summary(results))
         if annotate:

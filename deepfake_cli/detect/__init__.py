@@ -8,6 +8,9 @@ Python API (the CLI commands ``train-detect`` and ``detect`` are thin wrappers):
     config = load_config(DetectConfig, "detect", "tiny")
     report = train_detector(from_paths(["real/"], ["fake/"]), "runs/det", config)
     results = Detector("runs/det").score_all(["clip.mp4"])
+
+    from deepfake_cli.detect.calibrate import calibrate  # dfk calibrate: threshold from real footage
+    calibrate("runs/det", "data/office_cameras", fpr=0.05)
 """
 
 from deepfake_cli.detect.config import DetectConfig, validate

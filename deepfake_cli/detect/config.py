@@ -9,8 +9,9 @@ detector directory is self-describing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from deepfake_cli.errors import ConfigError
 
@@ -71,7 +72,9 @@ class TrainConfig:
     workers: int = 0  # data-loading processes (training, validation, test, detect --dataset); 0 = main process
     cache_frames: bool = True  # keep preprocessed training/validation faces in memory (read once)
     log_every: int = 50  # steps between progress updates, the only host syncs inside an epoch
-    threshold: float | Literal["auto"] = "auto"  # auto = the EER point of the validation videos
+    # eer (or auto) | fpr:P | a probability (float or str): any value reaches ``threshold_rule``,
+    # which gives the one error message for every bad form (``fpr: 0.05`` is a YAML mapping)
+    threshold: Any = "eer"
     monitor: Literal["sequence_auc", "video_auc", "frame_auc"] = "sequence_auc"  # frame_auc: frame models
     synthetic: Literal["none", "sbi"] = "none"  # sbi: also train on self-blended fakes of the real faces
     synthetic_ratio: float = 0.5  # share of the training fakes that are self-blended when real fakes are given
@@ -93,6 +96,63 @@ class DetectConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """How the decision threshold (score >= threshold means fake) is chosen, from ``train.threshold``:
+
+    - ``eer``: the equal-error-rate point of the validation videos (``auto``, the old name, is the
+      same rule);
+    - ``fpr``: the threshold that keeps the validation *real* videos' false-positive rate at or
+      below ``value`` (``fpr:0.05``; see ``metrics.fpr_threshold`` for the exact placement);
+    - ``fixed``: the probability ``value`` itself.
+    """
+
+    kind: Literal["eer", "fpr", "fixed"]
+    value: float | None = None
+
+    def describe(self) -> str:
+        """The setting as written in a config: ``eer``, ``fpr:0.05`` or ``0.37``."""
+        if self.kind == "eer":
+            return "eer"
+        return f"fpr:{self.value:g}" if self.kind == "fpr" else f"{self.value:g}"
+
+
+THRESHOLD_CHOICES = "eer (or auto), fpr:P with 0 < P < 1, or a probability between 0 and 1"
+
+
+def threshold_rule(setting: object) -> ThresholdRule:
+    """Parse ``train.threshold`` (``eer``, ``auto``, ``fpr:P`` or a probability in (0, 1)); anything
+    else raises one ``ConfigError`` line naming the valid forms."""
+    hint = " (write fpr:P with no space after the colon)" if isinstance(setting, dict) else ""
+    problem = ConfigError(f"train.threshold must be {THRESHOLD_CHOICES}; got {setting!r}{hint}", "config")
+    if isinstance(setting, bool):
+        raise problem
+    if isinstance(setting, (int, float)):
+        value = float(setting)
+        if not (math.isfinite(value) and 0.0 < value < 1.0):
+            raise problem
+        return ThresholdRule("fixed", value)
+    if not isinstance(setting, str):
+        raise problem
+    text = setting.strip().lower()
+    if text in ("eer", "auto"):
+        return ThresholdRule("eer")
+    name, sep, raw = text.partition(":")
+    if sep and name.strip() == "fpr":
+        try:
+            value = float(raw)
+        except ValueError:
+            raise problem from None
+        if math.isfinite(value) and 0.0 < value < 1.0:
+            return ThresholdRule("fpr", value)
+        raise problem
+    try:
+        value = float(text)
+    except ValueError:
+        raise problem from None
+    return threshold_rule(value)
 
 
 def input_channels(mode: str) -> int:
@@ -127,8 +187,6 @@ def validate(config: DetectConfig) -> DetectConfig:
         (0.0 <= config.train.test_fraction < 1.0, "train.test_fraction must be in [0, 1)"),
         (config.train.val_fraction + config.train.test_fraction < 1.0,
          "train.val_fraction + train.test_fraction must leave groups to train on"),
-        (config.train.threshold == "auto" or 0.0 < config.train.threshold < 1.0,
-         "train.threshold must be auto or a probability between 0 and 1"),
         (config.eval.frames_per_video >= 0, "eval.frames_per_video must be 0 (all) or positive"),
         (config.train.workers >= 0, "train.workers must be 0 (main process) or positive"),
         (config.train.log_every >= 1, "train.log_every must be at least 1"),
@@ -137,6 +195,7 @@ def validate(config: DetectConfig) -> DetectConfig:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message, "config")
+    threshold_rule(config.train.threshold)
     from deepfake_cli.detect.models import check  # the registry imports torch; config must not need it
 
     check(config)  # the architecture's own input rules come first: they name what it takes

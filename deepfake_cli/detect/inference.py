@@ -9,10 +9,11 @@ Scores are probabilities that the input is fake:
 - an **image** has no motion, so it is scored as a still sequence of T copies of its face (by a
   frame model: as its one face): a frame-level score (``level: frame``), less reliable than a video's.
 
-Labels use the threshold stored with the detector (chosen on validation by ``train-detect``)
-unless ``--threshold`` overrides it. ``evaluate`` (``detect --dataset``) scores a fixed number of
-faces per video (``eval.frames_per_video``), as validation does, and adds per-method metrics when
-the dataset names each fake's generator.
+Labels use the threshold stored with the detector (chosen on validation by ``train-detect``, or
+reset by ``dfk calibrate``) unless ``--threshold`` overrides it; ``Detector.threshold_from`` says
+which rule set it (state.json's ``threshold_from``, or ``command line``). ``evaluate``
+(``detect --dataset``) scores a fixed number of faces per video (``eval.frames_per_video``), as
+validation does, and adds per-method metrics when the dataset names each fake's generator.
 
 An input without a detectable face is reported with ``status: no_face``; one that cannot be read
 at all with ``status: error``; neither stops the other inputs.
@@ -28,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from deepfake_cli.detect.config import DetectConfig
+from deepfake_cli.detect.config import DetectConfig, threshold_rule
 from deepfake_cli.detect.detector import LoadedDetector, load_detector
 from deepfake_cli.detect.layouts import FAKE, LabelledInput, input_paths
 from deepfake_cli.detect.plots import plot_roc
@@ -100,10 +101,13 @@ class Detector:
         self.device = resolve_device(device)
         self.loaded: LoadedDetector = load_detector(model_dir, self.device)
         config = self.config
-        stored = self.loaded.state.get("threshold")
+        stored, stored_from = self.loaded.state.get("threshold"), self.loaded.state.get("threshold_from")
         if stored is None:  # a detector saved mid-training, or by an older dfk
-            stored = config.train.threshold if config.train.threshold != "auto" else 0.5
+            rule = threshold_rule(config.train.threshold)
+            stored, stored_from = (rule.value, "config") if rule.kind == "fixed" else (0.5, "default (none stored)")
         self.threshold = float(threshold if threshold is not None else stored)
+        # the rule that set the threshold in use (state.json's threshold_from, or the command line)
+        self.threshold_from = "command line" if threshold is not None else str(stored_from or "unrecorded")
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"--threshold must be between 0 and 1, got {self.threshold}")
         self.faces = FaceSource(Path(cache_dir) if cache_dir else self.loaded.folder / CACHE_DIR,
@@ -111,6 +115,21 @@ class Detector:
         self.faces.matcher()  # a reference without a face is an error now, not a failure per input
         self.dtype = autocast_dtype(self.device, config.train.precision)
         self.batch_size = batch_size
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The ``dfk calibrate`` record behind the threshold in use, if it came from one."""
+        record = self.loaded.state.get("calibration")
+        return record if self.threshold_from == "calibrate" and isinstance(record, dict) else None
+
+    def describe_threshold(self) -> str:
+        """The threshold and the rule that set it, for a log line."""
+        text = f"threshold {self.threshold:g} ({self.threshold_from}"
+        record = self.calibration
+        if record is not None:
+            text += (f": fpr<={record.get('fpr_target')} on {record.get('videos')} real videos of "
+                     f"{record.get('folder')}, {record.get('date')}")
+        return text + ")"
 
     @property
     def config(self) -> DetectConfig:
@@ -189,7 +208,8 @@ class Detector:
         if roc is not None:
             plot_roc(roc, roc_inputs(tracks, scores), title="ROC")
         evaluation: dict[str, Any] = {
-            "threshold": self.threshold,
+            "threshold": self.threshold, "threshold_from": self.threshold_from,
+            **({"calibration": self.calibration} if self.calibration else {}),
             "eval_frames_per_video": self.config.eval.frames_per_video,
             "metrics": level_metrics(tracks, scores, self.threshold),
         }

@@ -84,6 +84,64 @@ def eer(labels: Values, scores: Values) -> tuple[float, float] | None:
     return float(rate), float(threshold)
 
 
+@dataclass(frozen=True)
+class FprThreshold:
+    """A threshold chosen for a false-positive rate: where it is, and what it gives on the reals it
+    was chosen on (``flagged`` of ``reals`` score at or above it; ``reached`` = flagged / reals)."""
+
+    threshold: float
+    target: float
+    reached: float
+    reals: int
+    flagged: int
+
+
+JUST_ABOVE = 1e-4  # how far above the highest score the threshold goes when no score lies above it
+_CLIP = 1e-6  # thresholds stay within [1e-6, 1 - 1e-6]
+
+
+def fpr_threshold(real_scores: Values, target: float, other_scores: Values = ()) -> FprThreshold:
+    """The threshold that keeps the false-positive rate of ``real_scores`` at or below ``target``
+    (score >= threshold means fake), deterministic and placed in a gap of the scores.
+
+    With n real scores at most k = floor(target * n) of them may be called fake. Sorted from the
+    highest, the (k+1)-th real score s must be called real, so the threshold must lie above s and
+    every threshold just above s calls exactly the reals above s fake (ties at s included: they stay
+    real, so fewer than k may be flagged). The smallest such threshold is not attained, so the
+    threshold goes to the middle of the gap above s: midway between s and the next higher distinct
+    score, real or one of ``other_scores`` (the validation fakes, when there are any; they move
+    the threshold within the gap, never past a real). When no score lies above s (k = 0 and s is
+    the highest score), it goes just above s (by ``JUST_ABOVE``, or midway to 1 when that is
+    closer). The threshold is clipped to [1e-6, 1 - 1e-6]; only a real scoring 1 - 1e-6 or more can
+    then still be flagged at k = 0, and ``reached`` says so. ``target`` must be in (0, 1); with
+    fewer than 1 / target reals, k = 0: no real of these may be flagged.
+    """
+    reals = np.asarray(real_scores, dtype=np.float64).ravel()
+    others = np.asarray(other_scores, dtype=np.float64).ravel()
+    if not 0.0 < target < 1.0:
+        raise ValueError(f"the false-positive target must be in (0, 1), got {target}")
+    if not reals.size:
+        raise ValueError("a false-positive threshold needs real scores")
+    allowed = math.floor(target * reals.size + 1e-9)
+    highest_real = np.sort(reals)[::-1][allowed]  # the (k+1)-th highest: must be called real
+    every = np.concatenate([reals, others])
+    above = every[every > highest_real]
+    if above.size:
+        threshold = (highest_real + float(above.min())) / 2
+    else:
+        threshold = min(highest_real + JUST_ABOVE, (highest_real + 1.0) / 2)
+    threshold = float(min(max(threshold, _CLIP), 1.0 - _CLIP))
+    flagged = int(np.sum(reals >= threshold))
+    return FprThreshold(threshold=threshold, target=float(target), reached=flagged / reals.size,
+                        reals=int(reals.size), flagged=flagged)
+
+
+def fpr_provenance(where: str, chosen: FprThreshold) -> str:
+    """How an fpr threshold was chosen, as recorded in ``threshold_from``:
+    ``val fpr<=0.05 (fpr reached 0.0 on 12 real videos)``."""
+    return f"{where} fpr<={chosen.target:g} (fpr reached {chosen.reached:.4g} on {chosen.reals} real videos)"
+
+
 def average_precision(labels: Values, scores: Values) -> float | None:
     """Average precision: the sum of precision at each threshold times the recall gained there."""
     y, s = _arrays(labels, scores)

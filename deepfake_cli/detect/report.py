@@ -27,10 +27,16 @@ def render(document: dict[str, Any], rows: list[dict[str, Any]], fmt: str) -> st
     return csv_text(rows) if fmt == "csv" else json.dumps(document, indent=2) + "\n"
 
 
-def detection_document(results: list[DetectionResult], detector: str, threshold: float) -> dict[str, Any]:
-    """The JSON output of ``dfk detect``: detector, threshold and one entry per input/source."""
-    return {"tool": f"dfk {__version__}", "detector": detector, "threshold": threshold,
-            "results": [r.to_json() for r in results]}
+def detection_document(results: list[DetectionResult], detector: str, threshold: float,
+                       threshold_from: str | None = None, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON output of ``dfk detect``: detector, threshold (the rule that set it, and the
+    ``dfk calibrate`` record when it came from one) and one entry per input/source."""
+    document: dict[str, Any] = {"tool": f"dfk {__version__}", "detector": detector, "threshold": threshold}
+    if threshold_from is not None:
+        document["threshold_from"] = threshold_from
+    if calibration is not None:
+        document["calibration"] = calibration
+    return document | {"results": [r.to_json() for r in results]}
 
 
 def detection_rows(results: list[DetectionResult], threshold: float) -> list[dict[str, Any]]:
@@ -86,12 +92,15 @@ def _mean_std(summary: dict[str, Any], name: str) -> str:
 
 def training_summary(report: dict[str, Any], outdir: str) -> str:
     """One line for the terminal after ``train-detect``: validation (and test) figures, or with
-    ``--folds`` their mean ± std over folds."""
+    ``--folds`` their mean ± std over folds and which fold's model ``detect`` uses, and why."""
     threshold = f"threshold {report['threshold']:g}"
+    if report.get("threshold_from"):
+        threshold += f" ({report['threshold_from']})"
     if "cross_validation" in report:
         folds = len(report["folds"])
         parts = [_mean_std(summary, f"{folds}-fold {name}") for name, summary in report["cross_validation"].items()]
-        line = f"train-detect: {'; '.join(parts)} (kept fold {report['kept_fold']}, {threshold})"
+        line = (f"train-detect: {'; '.join(parts)} (the figures to quote); kept fold {report['kept_fold']} for "
+                f"detect, by its own validation {report.get('monitor', 'score')} (optimistic), {threshold}")
     else:
         parts = [_levels(report["val"], "val")]
         if "test" in report:

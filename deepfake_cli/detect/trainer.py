@@ -5,13 +5,18 @@ directory ``model.pt`` (best epoch, weights only), ``config.yaml``, ``state.json
 decision threshold), ``log.csv``, ``metrics.json``, ``roc.png`` and ``training.png``; the faces it
 extracted stay cached in ``faces/``.
 
-The protocol (see ``splits``): validation picks the epoch and, with ``train.threshold: auto``, the
-threshold (the EER point of the validation videos); a test part, when there is one, is scored
-once at the end and picks nothing. ``metrics.json`` names every block after the part it was
-computed on (``val``, ``test``). With ``folds > 1`` each fold trains in ``fold<k>/``; the report
+The protocol (see ``splits``): validation picks the epoch and, unless ``train.threshold`` is a
+fixed probability, the threshold (``eer``: the EER point of the validation videos; ``fpr:P``: the
+threshold keeping the validation real videos' false-positive rate at or below P); ``state.json``
+and ``metrics.json`` record it and ``threshold_from``, the rule that set it. A test part, when
+there is one, is scored once at the end and picks nothing. ``metrics.json`` names every block
+after the part it was computed on (``val``, ``test``). With ``folds > 1`` each fold trains in ``fold<k>/``; the report
 gives each fold's numbers in ``folds`` and mean ± std over folds in ``cross_validation`` (never
 one fold's numbers as the result); the model of the fold with the best validation score is kept
-at the top level for ``dfk detect``.
+at the top level for ``dfk detect``, and ``kept_fold_reason`` says so: that score is the fold's
+own validation score (it also chose the fold's epoch and threshold), so the kept fold's val
+figures are optimistic and the cross-validation mean ± std is the figure to quote.
+``inputs.json`` lists the inputs each part used (``dfk calibrate`` refuses them).
 
 With ``train.synthetic: sbi`` every real video also gets a self-blend twin whose fakes are made
 on the fly (``synthetic``); ``metrics.json`` then has a ``synthetic`` block and each fit names
@@ -46,11 +51,11 @@ from tqdm import tqdm
 from deepfake_cli import __version__
 from deepfake_cli.checkpoint import atomic_path, write_json_atomic, write_text_atomic
 from deepfake_cli.detect import synthetic
-from deepfake_cli.detect.config import DetectConfig, validate
+from deepfake_cli.detect.config import DetectConfig, threshold_rule, validate
 from deepfake_cli.detect.data import FaceSamples, loader, to_device
 from deepfake_cli.detect.detector import build_model, describe, save_detector, write_state
 from deepfake_cli.detect.layouts import FAKE, REAL, LabelledInput
-from deepfake_cli.detect.metrics import summarize_folds
+from deepfake_cli.detect.metrics import fpr_provenance, fpr_threshold, summarize_folds
 from deepfake_cli.detect.models import DetectorNet, apply_weights, architecture, initial_weights
 from deepfake_cli.detect.plots import plot_history, plot_roc
 from deepfake_cli.detect.preprocess import FrameStore
@@ -79,6 +84,7 @@ from deepfake_cli.runtime import (
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+INPUTS_FILE = "inputs.json"  # the inputs of each part (train, val, test; folds), for dfk calibrate
 MAX_BAD_STEPS = 3
 
 
@@ -97,6 +103,7 @@ class FitResult:
     seed: int
     threshold: float = 0.5
     threshold_from: str = "config"
+    threshold_rule: str = "eer"  # train.threshold as parsed: eer | fpr:P | a probability
     val: dict[str, Any] = field(default_factory=dict)
     test: dict[str, Any] | None = None
     val_scores: Scores | None = None
@@ -111,7 +118,8 @@ class FitResult:
             "model": config.model.name, "epoch": self.best_epoch, "epochs_run": self.epochs_run,
             "monitor": config.train.monitor,
             "val_auc": self.score[0] if self.score[0] >= 0 else None, "val_loss": self.score[1],
-            "threshold": self.threshold, "threshold_from": self.threshold_from, "seed": self.seed,
+            "threshold": self.threshold, "threshold_from": self.threshold_from,
+            "threshold_rule": self.threshold_rule, "seed": self.seed,
             "status": status, "seconds": round(self.seconds, 2), "synthetic": config.train.synthetic,
             "world_size": self.world_size,
         }
@@ -122,7 +130,7 @@ class FitResult:
             "best_epoch": self.best_epoch, "epochs_run": self.epochs_run, "seconds": round(self.seconds, 2),
             "protocol": self.partition.describe(),
             "threshold": self.threshold, "threshold_from": self.threshold_from,
-            "data": self.data, "val": self.val,
+            "threshold_rule": self.threshold_rule, "data": self.data, "val": self.val,
         }
         if self.fakes is not None:
             report["fakes"] = self.fakes
@@ -344,19 +352,37 @@ def fit(
 
 
 def _choose_threshold(result: FitResult, tracks: list[FaceTrack], config: DetectConfig) -> None:
-    """The decision threshold: the configured number, or (``auto``) the EER point of the validation
-    videos at the kept epoch."""
-    setting = config.train.threshold
-    if setting != "auto":
-        result.threshold, result.threshold_from = float(setting), "config"
+    """The decision threshold by ``train.threshold`` (``config.threshold_rule``), on the validation
+    videos at the kept epoch: the configured probability (``config``), the EER point (``val EER``)
+    or the false-positive rule on the validation real videos (``metrics.fpr_threshold``; the
+    validation fakes only place it within its gap). Without the videos a rule needs (no real ones,
+    for either) it falls back to 0.5 with a warning and says so in ``threshold_from``."""
+    rule = threshold_rule(config.train.threshold)
+    result.threshold_rule = rule.describe()
+    if rule.kind == "fixed":
+        assert rule.value is not None
+        result.threshold, result.threshold_from = rule.value, "config"
         return
     assert result.val_scores is not None
-    found = eer_threshold(tracks, result.val_scores)
-    if found is None:
-        log.warning("validation lacks a class; threshold 0.5 instead of its EER point")
-        result.threshold, result.threshold_from = 0.5, "default (validation lacks a class)"
-    else:
-        result.threshold, result.threshold_from = found, "val EER"
+    if rule.kind == "eer":
+        found = eer_threshold(tracks, result.val_scores)
+        if found is None:
+            log.warning("validation lacks a class; threshold 0.5 instead of its EER point")
+            result.threshold, result.threshold_from = 0.5, "default (validation lacks a class)"
+        else:
+            result.threshold, result.threshold_from = found, "val EER"
+        return
+    assert rule.value is not None
+    videos = result.val_scores.videos()
+    reals = [p for t, p in videos.items() if tracks[t].label == REAL]
+    if not reals:
+        log.warning("validation has no real video; threshold 0.5 instead of fpr<=%g", rule.value)
+        result.threshold = 0.5
+        result.threshold_from = f"default (validation has no real video for fpr<={rule.value:g})"
+        return
+    chosen = fpr_threshold(reals, rule.value, [p for t, p in videos.items() if tracks[t].label != REAL])
+    result.threshold = chosen.threshold
+    result.threshold_from = fpr_provenance("val", chosen)
 
 
 def _finish(result: FitResult, tracks: list[FaceTrack], config: DetectConfig) -> None:
@@ -446,6 +472,11 @@ def _train(items: list[LabelledInput], folder: Path, config: DetectConfig, torch
     }
     if config.train.synthetic == synthetic.SBI:
         report["synthetic"] = synthetic.describe(tracks, without, config.train.synthetic_ratio)
+    if writer:  # which inputs each part used, so dfk calibrate can refuse them
+        parts = ({"train": partition.train, "val": partition.val} if folds == 1
+                 else {"folds": sorted(partition.train + partition.val)})
+        write_json_atomic(folder / INPUTS_FILE, _inputs_record(tracks, parts | {"test": partition.test}))
+        report["inputs"]["listed_in"] = INPUTS_FILE
     if folds == 1:
         result = fit(tracks, partition, store, config, folder, torch_device, seed, progress, start=start)
         if result is not None:
@@ -461,14 +492,19 @@ def _train(items: list[LabelledInput], folder: Path, config: DetectConfig, torch
             return report
         results = [r for r in results if r is not None]
         kept = max(range(folds), key=lambda k: (results[k].score[0], -results[k].score[1]))  # by validation
-        _keep_fold(folder, results[kept], config)
+        reason = _kept_because(results, kept, config.train.monitor)
+        chosen_by = f"fold {kept + 1}: {results[kept].threshold_from}"
+        _keep_fold(folder, results[kept], config, {"kept_fold_reason": reason, "threshold_from": chosen_by})
         report["protocol"] = {"val": f"each fold's held-out groups ({folds} folds)", "test": partition.test_from}
         report["folds"] = [{"fold": k + 1} | r.report() for k, r in enumerate(results)]
         report["cross_validation"] = {"val": _fold_summary([r.val for r in results])}
         if partition.test:
             report["cross_validation"]["test"] = _fold_summary([r.test or {} for r in results])
         report["kept_fold"] = kept + 1
+        report["kept_fold_reason"] = reason
         report["threshold"] = results[kept].threshold
+        report["threshold_from"] = chosen_by
+        report["threshold_rule"] = results[kept].threshold_rule
     if writer:
         write_json_atomic(folder / METRICS_FILE, report)
     return report
@@ -480,11 +516,34 @@ def _fold_summary(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     return {level: summarize_folds([b[level] for b in blocks]) for level in levels}
 
 
-def _keep_fold(folder: Path, result: FitResult, config: DetectConfig) -> None:
-    """Copy the kept fold's model, state, log and plots to the detector directory's top level."""
+def _kept_because(results: list[FitResult], kept: int, monitor: str) -> str:
+    """Why fold ``kept`` (0-based) is the one ``dfk detect`` uses, and what its figures are worth."""
+    auc = results[kept].score[0]
+    value = f"{auc:.4g}" if auc >= 0 else "undefined"
+    return (f"fold {kept + 1} has the highest validation {monitor} of the {len(results)} folds ({value}; ties go "
+            "to the lower validation loss). That is the fold's own validation score, which also chose its epoch "
+            "and threshold, so its val figures are optimistic; quote cross_validation's mean ± std instead")
+
+
+def _inputs_record(tracks: list[FaceTrack], parts: dict[str, list[int]]) -> dict[str, Any]:
+    """``inputs.json``: the absolute path of every input (video, image or extract folder) each part
+    used, self-blended twins left out (they are their real video). ``dfk calibrate`` refuses them."""
+    def inputs(indices: list[int]) -> list[str]:
+        # a video's or image's track is keyed by its path, an extract folder's by "<folder>::<source>"
+        return sorted({str(Path(tracks[i].key.split("::", 1)[0]).resolve()) for i in indices
+                       if not tracks[i].synthetic})
+
+    return {"parts": {name: inputs(indices) for name, indices in parts.items() if indices},
+            "note": "inputs by the part of this training run that used them (folds: the train and validation "
+                    "parts of every fold); a copy of one under another path is not recognised"}
+
+
+def _keep_fold(folder: Path, result: FitResult, config: DetectConfig, extra: dict[str, Any]) -> None:
+    """Copy the kept fold's model, state (with ``extra``), log and plots to the detector directory's
+    top level."""
     model = build_model(config)
     model.load_state_dict(result.best_state)
-    save_detector(folder, model, config, result.state(config, "done") | {"fold": result.folder.name})
+    save_detector(folder, model, config, result.state(config, "done") | {"fold": result.folder.name} | extra)
     for name in ("roc.png", "training.png", "log.csv"):
         if (result.folder / name).is_file():
             with atomic_path(folder / name) as tmp:
