@@ -84,6 +84,7 @@ def load_strict(net: nn.Module, state: Mapping[str, torch.Tensor], where: str, w
     """
     own = net.state_dict()
     incoming: dict[str, torch.Tensor] = {}
+    source: dict[str, str] = {}  # own name -> the key in ``state``, for the messages
     unexpected: list[str] = []
     for key, value in state.items():
         name = key.removeprefix("net.")
@@ -91,17 +92,20 @@ def load_strict(net: nn.Module, state: Mapping[str, torch.Tensor], where: str, w
         if head is not None and name.startswith(head):
             continue
         if name in own:
-            incoming[name] = value
+            incoming[name], source[name] = value, key
         else:
             unexpected.append(key)
     missing = [k for k in own if k not in incoming and not (head is not None and k.startswith(head))]
+    if rename is not None and any(key.removeprefix("net.") in rename for key in state):
+        theirs = {ours: name for name, ours in rename.items()}  # name the missing in the file's naming
+        missing = [theirs.get(k, k) for k in missing]
     if missing or unexpected:
         first = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
         raise ConfigError(f"model.weights are not {what} weights ({first}; {len(missing)} missing, "
                           f"{len(unexpected)} unexpected keys)", where)
     for name, value in incoming.items():
         if value.shape != own[name].shape:
-            raise ConfigError(f"model.weights are not {what} weights ({name} has shape {tuple(value.shape)}, "
+            raise ConfigError(f"model.weights are not {what} weights ({source[name]} has shape {tuple(value.shape)}, "
                               f"the model {tuple(own[name].shape)})", where)
     result = net.load_state_dict(incoming, strict=False)
     left = [k for k in result.missing_keys if head is None or not k.startswith(head)]
