@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import errno
 import pickle
 import re
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,27 +28,63 @@ CONFIG_FILE = "config.yaml"
 _BACKUP = re.compile(r"^model\.step(\d+)\.pt$")
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def new_temp_file(target: str | Path, suffix: str = ".tmp") -> Path:
+    """Create an empty, unique hidden file beside ``target`` and return its path.
+
+    It is opened with ``O_CREAT | O_EXCL`` and mode 0o666, so the kernel applies the process umask
+    exactly as for any new file (no ``chmod``, and the umask is never read or changed).
+    """
+    target = Path(target)
+    for _ in range(100):
+        candidate = target.parent / f".{target.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return candidate
+    raise FileExistsError(f"no free temporary name beside {target}")
 
 
-FILE_MODE = 0o666 & ~_read_umask()
+def fsync_file(path: str | Path) -> None:
+    """Flush ``path``'s data to stable storage."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Flush a directory's entries (a rename or a new file in it) to stable storage.
+
+    Systems without directory fsync (Windows; some network filesystems answer EINVAL) skip it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    """Yield a temporary path beside ``path``; on success fsync it, rename it over ``path`` and
+    fsync the folder, so after a crash ``path`` holds the old or the new content, whole."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = new_temp_file(target)
     try:
         yield tmp
-        os.chmod(tmp, FILE_MODE)
+        fsync_file(tmp)
         os.replace(tmp, target)
+        fsync_dir(target.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
