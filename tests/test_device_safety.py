@@ -101,6 +101,7 @@ def _as_cuda_fp16_run(model_dir: Path) -> None:
     fp16``, a CUDA generator state and an enabled grad scaler's state."""
     store = ModelStore(model_dir)
     store.write_config(swap_config(model_dir, overrides=["train.precision=fp16"]))
+    (model_dir / "checkpoint.json").unlink()  # files rewritten by hand: the top-level ones load, unchecked
     model = torch.load(model_dir / "model.pt", weights_only=True)
     model["generator"] = {k: v.half() if v.is_floating_point() else v for k, v in model["generator"].items()}
     torch.save(model, model_dir / "model.pt")

@@ -121,9 +121,10 @@ def test_rank_0_alone_writes_the_folder_and_one_rank_resumes(run_dfk, faces_a: P
                       "--device", "cpu")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("trained steps 0->10") == 1  # rank 0 reports, the other rank does not
+    sets = {f"{step}/{name}" for step in ("ckpt-5", "ckpt-10") for name in ("model.pt", "training.pt", "state.json")}
     assert _files(model_dir) == {"config.yaml", "state.json", "log.csv", "loss.png", "model.pt", "training.pt",
-                                 "model.step5.pt", "model.step10.pt", "previews/step_000005.png",
-                                 "previews/step_000010.png", "previews/latest.png"}  # no strays or temp files
+                                 "checkpoint.json", "model.step5.pt", "model.step10.pt", "previews/step_000005.png",
+                                 "previews/step_000010.png", "previews/latest.png"} | sets  # no strays or temp files
     assert _log_steps(model_dir) == ["5", "10"]  # one writer: no duplicate or interleaved rows
     state = json.loads((model_dir / "state.json").read_text())
     assert (state["step"], state["world_size"]) == (10, 2)

@@ -34,9 +34,10 @@ def test_two_ranks_train_one_detector_that_rank_0_writes(run_dfk, preset: str, f
                                        "eval.frames_per_video=5", "--device", "cpu")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("train-detect: val video AUC") == 1  # rank 0 reports, the other rank does not
-    files = {str(p.relative_to(det)) for p in det.rglob("*") if p.is_file()}
-    assert files == {"config.yaml", "state.json", "log.csv", "metrics.json", "model.pt", "roc.png",
+    files = {str(p.relative_to(det)) for p in det.rglob("*") if p.is_file() and not p.parent.name.startswith("ckpt-")}
+    assert files == {"config.yaml", "state.json", "log.csv", "metrics.json", "model.pt", "roc.png", "checkpoint.json",
                      "training.png"}  # one writer: no strays or temp files
+    assert len([p for p in det.iterdir() if p.name.startswith("ckpt-")]) <= 2  # the set and the previous one
     state = json.loads((det / "state.json").read_text())
     assert (state["status"], state["world_size"], state["epochs_run"]) == ("done", 2, 2)
     metrics = json.loads((det / "metrics.json").read_text())

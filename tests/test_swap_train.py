@@ -125,6 +125,7 @@ def test_malicious_pickle_is_refused(run_dfk, tiny_swap_model: Path, faces_a: Pa
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
+    (model_dir / "checkpoint.json").unlink()  # whoever can replace model.pt can remove the manifest
     torch.save({"step": 40, "generator": Exploit()}, model_dir / "model.pt")
     with pytest.raises(CheckpointError, match="not plain weights"):
         load_swap_model(model_dir, "cpu")

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from deepfake_cli import __version__
-from deepfake_cli.checkpoint import STATE_FILE, read_json, write_json_atomic
+from deepfake_cli.checkpoint import STATE_FILE, read_json
+from deepfake_cli.detect.detector import read_state, replace_state
 from deepfake_cli.detect.inference import DetectionResult, Detector
 from deepfake_cli.detect.layouts import input_paths
 from deepfake_cli.detect.metrics import fpr_threshold
@@ -81,8 +82,8 @@ def calibrate(model_dir: str | Path, real: str | Path, fpr: float = DEFAULT_FPR,
     }
     _warn_about(chosen.reals, fpr, chosen.reached)
     if not dry_run:
-        write_json_atomic(folder / STATE_FILE,
-                          state | {"threshold": chosen.threshold, "threshold_from": CALIBRATED, "calibration": record})
+        replace_state(folder, state | {"threshold": chosen.threshold, "threshold_from": CALIBRATED,
+                                       "calibration": record})
     return record | {"threshold": chosen.threshold, "written": not dry_run}
 
 
@@ -99,15 +100,16 @@ def reset(model_dir: str | Path, dry_run: bool = False) -> dict[str, Any]:
     trained = calibration["trained"]
     if not dry_run:
         restored = {k: v for k, v in state.items() if k != "calibration"} | trained
-        write_json_atomic(folder / STATE_FILE, restored)
+        replace_state(folder, restored)
     return dict(trained) | {"was": was, "calibrated": True, "written": not dry_run}
 
 
 def _state(folder: Path) -> dict[str, Any]:
     """The detector's state.json (a finished train-detect run has one)."""
-    if not (folder / STATE_FILE).is_file():
+    state = read_state(folder)
+    if state is None:
         raise CheckpointError("not a trained detector directory (no state.json)", str(folder))
-    return read_json(folder / STATE_FILE)
+    return state
 
 
 def _refuse_training_inputs(folder: Path, inputs: list[Path]) -> bool:

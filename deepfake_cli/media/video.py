@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -19,7 +18,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from deepfake_cli.checkpoint import FILE_MODE
+from deepfake_cli.checkpoint import fsync_dir, fsync_file, new_temp_file
 from deepfake_cli.errors import InputError
 
 # x264/x265 speed presets, fastest first: faster ones spend less CPU and write larger files at one CRF
@@ -142,9 +141,7 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         executable = ffmpeg_exe()
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = new_temp_file(self.path, suffix=self.path.suffix or ".mp4")
         command = [
             executable, "-hide_banner", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
@@ -197,8 +194,9 @@ class VideoWriter:
         self._process.wait()
         error = self._process.stderr.read().decode(errors="replace").strip()
         if success and self._process.returncode == 0 and self.frames_written > 0:
-            os.chmod(self._tmp, FILE_MODE)
+            fsync_file(self._tmp)
             os.replace(self._tmp, self.path)
+            fsync_dir(self.path.parent)
             return
         self._tmp.unlink(missing_ok=True)
         if success:

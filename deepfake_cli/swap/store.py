@@ -4,10 +4,15 @@
 near the size of the parameters and loads with ``weights_only=True``; ``training.pt`` holds the
 optimiser, grad-scaler and random-generator state for resuming. Saving snapshots the tensors and
 writes them on a background thread, so training waits only for the copy, never for the disk.
+
+The three files of a step are one checkpoint set (``deepfake_cli.checkpoint.save_set``): a crash
+or a full disk mid-save leaves the previous step loadable, and a file that is later truncated or
+corrupted is detected by its SHA-256 and the previous step loads instead (with a warning).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -19,13 +24,15 @@ import yaml
 
 from deepfake_cli.checkpoint import (
     CONFIG_FILE,
+    MANIFEST_FILE,
     MODEL_FILE,
     STATE_FILE,
+    CheckpointSet,
     load_weights,
+    open_set,
     read_json,
     rotate_backups,
-    save_weights,
-    write_json_atomic,
+    save_set,
     write_text_atomic,
 )
 from deepfake_cli.config import diff_keys, dump_yaml, from_dict, to_dict
@@ -45,6 +52,7 @@ class Checkpoint:
     model: dict[str, Any]
     training: dict[str, Any] | None
     info: dict[str, Any]
+    fallback: str | None = None  # why a newer, incomplete checkpoint was skipped (None if it was not)
 
 
 def _snapshot(value: Any) -> Any:
@@ -79,8 +87,8 @@ class ModelStore:
 
     @property
     def has_checkpoint(self) -> bool:
-        """Whether ``model.pt`` exists (the folder can be resumed)."""
-        return (self.folder / MODEL_FILE).is_file()
+        """Whether a checkpoint exists (``checkpoint.json`` or ``model.pt``; the folder can be resumed)."""
+        return (self.folder / MANIFEST_FILE).is_file() or (self.folder / MODEL_FILE).is_file()
 
     def read_config(self) -> SwapConfig:
         """The resolved config saved beside the weights."""
@@ -98,15 +106,20 @@ class ModelStore:
         write_text_atomic(self.folder / CONFIG_FILE, dump_yaml(config))
 
     def load(self) -> Checkpoint:
-        """Load weights (``weights_only``), optimiser state and ``state.json``."""
-        checkpoint = self.load_model()
-        checkpoint.training = self._load_training(checkpoint.step)
+        """Load weights (``weights_only``), optimiser state and ``state.json`` of the newest complete set."""
+        self.wait()
+        found = open_set(self.folder)
+        checkpoint = self._load_model(found)
+        checkpoint.training = self._load_training(checkpoint.step, found)
         return checkpoint
 
     def load_model(self) -> Checkpoint:
         """Load weights (``weights_only``) and ``state.json`` only, without optimiser state."""
         self.wait()
-        path = self.folder / MODEL_FILE
+        return self._load_model(open_set(self.folder))
+
+    def _load_model(self, found: CheckpointSet | None) -> Checkpoint:
+        path = found.paths[MODEL_FILE] if found else self.folder / MODEL_FILE
         if not path.is_file():
             raise CheckpointError("no trained swap model here (model.pt missing); train one with dfk train-swap",
                                   str(self.folder))
@@ -114,11 +127,12 @@ class ModelStore:
         if not isinstance(model.get("step"), int) or "generator" not in model:
             raise CheckpointError("not a dfk swap checkpoint (no step or generator)", str(path))
         step = model.pop("step")
-        info = read_json(self.folder / STATE_FILE) if (self.folder / STATE_FILE).is_file() else {}
-        return Checkpoint(step, model, None, info)
+        state = found.paths[STATE_FILE] if found else self.folder / STATE_FILE
+        info = read_json(state) if state.is_file() else {}
+        return Checkpoint(step, model, None, info, found.fallback if found else None)
 
-    def _load_training(self, step: int) -> dict[str, Any] | None:
-        path = self.folder / TRAINING_FILE
+    def _load_training(self, step: int, found: CheckpointSet | None) -> dict[str, Any] | None:
+        path = found.paths[TRAINING_FILE] if found else self.folder / TRAINING_FILE
         if not path.is_file():
             log.warning("no %s in %s: optimiser state starts afresh", TRAINING_FILE, self.folder)
             return None
@@ -156,8 +170,11 @@ class ModelStore:
 
     def _write(self, step: int, model: dict[str, Any], training: dict[str, Any], info: dict[str, Any],
                keep: int) -> None:
-        save_weights(self.folder / TRAINING_FILE, {"step": step, **training})
-        save_weights(self.folder / MODEL_FILE, {"step": step, **model})
+        state = json.dumps({**info, "step": step}, indent=2) + "\n"
+        saved = save_set(self.folder, step, {
+            TRAINING_FILE: lambda path: torch.save({"step": step, **training}, path),
+            MODEL_FILE: lambda path: torch.save({"step": step, **model}, path),
+            STATE_FILE: lambda path: path.write_text(state, encoding="utf-8"),
+        })
         if step > 0:
-            rotate_backups(self.folder, step, keep)
-        write_json_atomic(self.folder / STATE_FILE, {**info, "step": step})
+            rotate_backups(self.folder, step, keep, source=saved.paths[MODEL_FILE])
