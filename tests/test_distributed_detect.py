@@ -36,6 +36,7 @@ def test_two_ranks_train_one_detector_that_rank_0_writes(run_dfk, preset: str, f
     assert result.stdout.count("train-detect: val video AUC") == 1  # rank 0 reports, the other rank does not
     files = {str(p.relative_to(det)) for p in det.rglob("*") if p.is_file() and not p.parent.name.startswith("ckpt-")}
     assert files == {"config.yaml", "state.json", "log.csv", "metrics.json", "model.pt", "roc.png", "checkpoint.json",
+                     "inputs.json",
                      "training.png"}  # one writer: no strays or temp files
     assert len([p for p in det.iterdir() if p.name.startswith("ckpt-")]) <= 2  # the set and the previous one
     state = json.loads((det / "state.json").read_text())
