@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,6 +30,7 @@ from pathlib import Path
 import cv2
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # measure this checkout's deepfake_cli, not another installed copy
 FOOTAGE = ROOT / "data" / "footage"
 VIDEOS = ["pyfeat/WolfgangLanger_Pexels.mp4", "pyfeat/single_face.mp4", "carphone/carphone_pristine.mp4"]
 
@@ -84,7 +86,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=None, help="only the first N ORL people")
     parser.add_argument("--videos", action="store_true", help="sort the faces of the real videos instead of ORL")
     parser.add_argument("--every-n", type=int, default=10, help="with --videos: every n-th frame")
-    parser.add_argument("--threshold", type=float, default=0.6, help="sort's --same-person")
+    parser.add_argument("--threshold", type=float, default=None, help="sort's --same-person (default: sort's)")
     parser.add_argument("--work", type=Path, default=None,
                         help="keep the upscaled photos and extracted faces here (reused when present)")
     args = parser.parse_args()
@@ -108,7 +110,8 @@ def main() -> None:
         extract(inputs, faces, options, progress=False)
         extract_s = time.perf_counter() - started
         started = time.perf_counter()
-        summary = sort_faces(faces, SortOptions(same_person=args.threshold), progress=False)
+        sort_options = SortOptions() if args.threshold is None else SortOptions(same_person=args.threshold)
+        summary = sort_faces(faces, sort_options, progress=False)
         sort_s = time.perf_counter() - started
         records = {r.file: r for r in load_alignments(faces).faces}
 
@@ -127,7 +130,7 @@ def main() -> None:
         **scores(truth, labels),
         "misaligned": sum(k < 0 for k in labels),
         "largest_clusters": summary.clusters[:8],
-        "threshold": args.threshold,
+        "threshold": sort_options.same_person,
         "extract_s": round(extract_s, 1),
         "sort_s": round(sort_s, 1),
         "cpu": cpu_model(),
