@@ -3,22 +3,23 @@
 For every face listed in ``alignments.json`` whose PNG is still in the folder, ``sort_faces``
 measures:
 
+* **fit**: RMS distance of the aligned inner landmarks (17-67) to the mean-face template, in units
+  of the template's width (frontal faces measure 0.02-0.04); above ``max_fit`` is ``misaligned``
+  (bad landmarks, or a head turned too far for the template). Misaligned faces are in no cluster
+  (``cluster`` -1): their descriptors are not trusted to start or join one.
 * **identity**: dlib's 128-D descriptor, computed on the aligned PNG with the record's landmarks
-  (brought into the PNG's pixels); faces are clustered by ``cluster_descriptors`` (greedy leader
-  clustering at ``same_person`` = 0.6, dlib's same-person distance, then centroid merging and one
-  reassignment pass: deterministic for a given file order). Clusters are numbered by size, so
-  cluster 0 is the main person; ``person`` picks another one to keep.
+  (brought into the PNG's pixels); the faces that pass the fit check are clustered by
+  ``cluster_descriptors``: average-linkage agglomerative clustering, merging while the mean
+  pairwise distance between two clusters is below ``same_person`` (0.53; deterministic).
+  Clusters are numbered by size, so cluster 0 is the main person; ``person`` picks another one.
 * **blur**: variance of the Laplacian inside the landmark hull, divided by the median of the face's
   cluster (a person's footage shares a resolution; faces of other people are judged among themselves).
   1.0 is typical, a face well below ``min_blur`` is ``blurry``.
-* **fit**: RMS distance of the aligned inner landmarks (17-67) to the mean-face template, in units
-  of the template's width (frontal faces measure 0.02-0.04); above ``max_fit`` is ``misaligned``
-  (bad landmarks, or a head turned too far for the template).
 * **near-duplicates**: a face whose descriptor is within ``dup_distance`` and whose 32 px grey
   thumbnail differs by less than ``dup_pixels`` (mean absolute, 0-255) from a face kept earlier
   (alignments order) is a ``duplicate`` of it.
 
-Each face gets one verdict, the first of other_person, misaligned, blurry, duplicate that applies,
+Each face gets one verdict, the first of misaligned, other_person, blurry, duplicate that applies,
 else ``keep``. Results go to ``sort.json`` and one contact sheet per cluster
 (``sort_cluster_<k>.png``); ``apply`` moves rejects into ``rejected/<reason>/`` and rewrites
 ``alignments.json`` without them. Records whose PNG is gone (deleted by hand) are always dropped
@@ -49,6 +50,11 @@ from deepfake_cli.media.images import is_image, laplacian_variance, read_image, 
 log = logging.getLogger(__name__)
 
 SORT_FILE = "sort.json"
+SAME_PERSON_MEAN = 0.53
+"""Average-linkage cut: two clusters are one person while their faces' mean pairwise descriptor
+distance is below this. Below dlib's pairwise 0.6 because a mean over many pairs must be clearly
+same-person; chosen on ORL photos (0.6 merges look-alikes) and three videos (below 0.52 a woman's
+turning head splits): see docs/extract-and-sort.md."""
 REJECTED_DIR = "rejected"
 REASONS = ("other_person", "misaligned", "blurry", "duplicate")
 KEEP = "keep"
@@ -65,7 +71,7 @@ _COLOURS = {KEEP: (40, 180, 60), "other_person": (150, 150, 150), "misaligned": 
 class SortOptions:
     """Thresholds of ``dfk sort``."""
 
-    same_person: float = 0.6
+    same_person: float = SAME_PERSON_MEAN
     person: int = 0
     min_blur: float = 0.3
     max_fit: float = 0.1
@@ -157,46 +163,63 @@ class SortSummary:
         }
 
 
-def cluster_descriptors(descriptors: np.ndarray, threshold: float) -> np.ndarray:
+EXACT_FACES = 8000
+"""Above this many faces ``cluster_descriptors`` clusters an evenly spaced sample of this size and
+assigns the rest (the pairwise distances of N faces take N^2 / 2 doubles: 256 MB at 8000)."""
+
+
+def cluster_descriptors(descriptors: np.ndarray, threshold: float, exact: int = EXACT_FACES) -> np.ndarray:
     """Cluster labels of ``descriptors`` (N x D): 0 is the largest cluster (ties: first seen).
 
-    Greedy leader clustering (a face joins the nearest cluster centroid within ``threshold``, else
-    starts one), then clusters whose centroids are within ``threshold`` merge (nearest pair first),
-    then every face moves to its nearest centroid once. Deterministic for a given order.
+    Average-linkage agglomerative clustering (UPGMA): starting from single faces, the two clusters
+    whose mean pairwise descriptor distance is smallest merge, while that mean is below
+    ``threshold``. Unlike centroid or single-face links, a chain of look-alikes does not pull two
+    people together: every pair of faces across the two clusters counts. Deterministic (no
+    randomness; the same input order gives the same labels).
+
+    Above ``exact`` faces, an evenly spaced sample of ``exact`` faces is clustered so; every other
+    face joins the sample cluster with the smallest mean distance to it when that is below
+    ``threshold``, and the faces that join none are clustered among themselves the same way.
     """
+    descriptors = np.asarray(descriptors, dtype=np.float64)
     count = len(descriptors)
     if count == 0:
         return np.zeros(0, dtype=np.int64)
+    if count == 1:
+        return np.zeros(1, dtype=np.int64)
+    if count <= exact:
+        from scipy.cluster.hierarchy import fcluster, linkage
+        from scipy.spatial.distance import pdist
+
+        # fcluster keeps merges at distances <= its cut: cut just below the threshold
+        cut = float(np.nextafter(threshold, -np.inf))
+        labels = fcluster(linkage(pdist(descriptors), method="average"), cut, criterion="distance") - 1
+        return _by_size(labels.astype(np.int64))
+    sample = np.unique(np.linspace(0, count - 1, exact).round().astype(np.int64))
     labels = np.full(count, -1, dtype=np.int64)
-    sums: list[np.ndarray] = []
-    sizes: list[int] = []
-    for i, vector in enumerate(descriptors):
-        if sums:
-            centroids = np.stack(sums) / np.asarray(sizes, dtype=np.float64)[:, None]
-            distances = np.linalg.norm(centroids - vector, axis=1)
-            nearest = int(distances.argmin())
-            if distances[nearest] < threshold:
-                labels[i] = nearest
-                sums[nearest] = sums[nearest] + vector
-                sizes[nearest] += 1
-                continue
-        labels[i] = len(sums)
-        sums.append(np.asarray(vector, dtype=np.float64).copy())
-        sizes.append(1)
-    while len(sums) > 1:
-        centroids = np.stack(sums) / np.asarray(sizes, dtype=np.float64)[:, None]
-        pair = np.linalg.norm(centroids[:, None] - centroids[None], axis=2)
-        np.fill_diagonal(pair, np.inf)
-        a, b = np.unravel_index(int(pair.argmin()), pair.shape)
-        if pair[a, b] >= threshold:
-            break
-        keep, gone = min(a, b), max(a, b)
-        sums[keep], sizes[keep] = sums[keep] + sums[gone], sizes[keep] + sizes[gone]
-        del sums[gone], sizes[gone]
-        labels[labels == gone] = keep
-        labels[labels > gone] -= 1
-    centroids = np.stack(sums) / np.asarray(sizes, dtype=np.float64)[:, None]
-    labels = np.linalg.norm(descriptors[:, None] - centroids[None], axis=2).argmin(axis=1)
+    labels[sample] = cluster_descriptors(descriptors[sample], threshold, exact)
+    rest = np.setdiff1d(np.arange(count), sample)
+    clusters = int(labels[sample].max()) + 1
+    members = [descriptors[sample][labels[sample] == k] for k in range(clusters)]
+    for chunk in np.array_split(rest, max(1, len(rest) // 512)):
+        means = np.stack([_mean_distances(descriptors[chunk], m) for m in members], axis=1)
+        best = means.argmin(axis=1)
+        joined = means[np.arange(len(chunk)), best] < threshold
+        labels[chunk[joined]] = best[joined]
+    alone = np.flatnonzero(labels < 0)
+    if len(alone):
+        labels[alone] = clusters + cluster_descriptors(descriptors[alone], threshold, exact)
+    return _by_size(labels)
+
+
+def _mean_distances(points: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Mean Euclidean distance of each row of ``points`` to the rows of ``members``."""
+    squared = (points ** 2).sum(1)[:, None] + (members ** 2).sum(1)[None] - 2.0 * points @ members.T
+    return np.sqrt(np.maximum(squared, 0.0)).mean(axis=1)
+
+
+def _by_size(labels: np.ndarray) -> np.ndarray:
+    """``labels`` renumbered by cluster size, largest first (ties: the cluster seen first)."""
     present = sorted(set(labels.tolist()), key=lambda k: (-int((labels == k).sum()), int(np.argmax(labels == k))))
     renumber = {old: new for new, old in enumerate(present)}
     return np.array([renumber[int(k)] for k in labels], dtype=np.int64)
@@ -231,23 +254,31 @@ def score_face(image: np.ndarray, record: FaceRecord, coverage: float) -> FaceSc
 
 
 def judge(faces: list[FaceScore], options: SortOptions) -> list[int]:
-    """Set cluster, relative blur, duplicate and verdict of every face (in order); the cluster sizes."""
-    labels = cluster_descriptors(np.stack([f.descriptor for f in faces]), options.same_person)
-    sizes = np.bincount(labels).tolist()
-    for face, label in zip(faces, labels, strict=True):
+    """Set cluster, relative blur, duplicate and verdict of every face (in order); the cluster sizes.
+
+    Faces that fail the landmark check (fit above ``max_fit``) are ``misaligned`` and take no part
+    in clustering (cluster -1): bad landmarks give meaningless descriptors, which must neither start
+    a cluster nor join one.
+    """
+    aligned = [f for f in faces if f.fit <= options.max_fit]
+    for face in faces:
+        face.cluster, face.duplicate_of = -1, None
+    labels = cluster_descriptors(np.stack([f.descriptor for f in aligned]), options.same_person) if aligned else []
+    sizes = np.bincount(labels).tolist() if len(labels) else []
+    for face, label in zip(aligned, labels, strict=True):
         face.cluster = int(label)
-    for k in range(len(sizes)):
-        members = [f for f in faces if f.cluster == k]
-        median = float(np.median([f.sharpness for f in members]))
+    groups = [[f for f in faces if f.cluster == k] for k in range(len(sizes))]
+    groups.append([f for f in faces if f.cluster < 0])  # misaligned faces: blur among themselves
+    for members in groups:
+        median = float(np.median([f.sharpness for f in members])) if members else 0.0
         for face in members:
             face.blur = face.sharpness / median if median > 0 else 1.0
     kept: list[FaceScore] = []
     for face in faces:
-        face.duplicate_of = None
-        if face.cluster != options.person:
-            face.verdict = "other_person"
-        elif face.fit > options.max_fit:
+        if face.cluster < 0:
             face.verdict = "misaligned"
+        elif face.cluster != options.person:
+            face.verdict = "other_person"
         elif face.blur < options.min_blur:
             face.verdict = "blurry"
         else:
@@ -290,20 +321,28 @@ def contact_sheet(images: list[np.ndarray], verdicts: list[str], title: str) -> 
     return sheet
 
 
+MISALIGNED_SHEET = f"{SHEET_PREFIX}misaligned.png"
+
+
 def _write_sheets(folder: Path, faces: list[FaceScore], sizes: list[int], person: int) -> list[Path]:
-    """One contact sheet per cluster (at most ``SHEET_MAX_FACES`` faces, evenly sampled); stale
-    sheets of an earlier run with more clusters are removed."""
+    """One contact sheet per cluster, and one of the misaligned faces (in no cluster) if any (at
+    most ``SHEET_MAX_FACES`` faces each, evenly sampled); stale sheets of an earlier run are removed."""
     written = []
-    for k, size in enumerate(sizes):
-        members = [f for f in faces if f.cluster == k]
+    groups = [(k, [f for f in faces if f.cluster == k]) for k in range(len(sizes))]
+    groups.append((-1, [f for f in faces if f.cluster < 0]))
+    for k, members in groups:
+        if not members:
+            continue
         shown = [members[int(i)] for i in np.linspace(0, len(members) - 1, min(len(members), SHEET_MAX_FACES))]
-        kept = sum(f.verdict == KEEP for f in members)
-        role = "kept person" if k == person else "other person"
-        title = f"cluster {k} ({role}): {size} faces, {kept} kept"
+        if k < 0:
+            title, path = f"misaligned (no cluster): {len(members)} faces", folder / MISALIGNED_SHEET
+        else:
+            kept = sum(f.verdict == KEEP for f in members)
+            role = "kept person" if k == person else "other person"
+            title, path = f"cluster {k} ({role}): {len(members)} faces, {kept} kept", folder / f"{SHEET_PREFIX}{k}.png"
         if len(shown) < len(members):
             title += f" - showing {len(shown)}"
         images = [read_image(folder / f.record.file) for f in shown]
-        path = folder / f"{SHEET_PREFIX}{k}.png"
         write_image(path, contact_sheet(images, [f.verdict for f in shown], title))
         written.append(path)
     for stale in folder.glob(f"{SHEET_PREFIX}*.png"):
@@ -364,9 +403,10 @@ def sort_faces(folder: str | Path, options: SortOptions | None = None, progress:
     for record in tqdm(alignments.faces, unit="face", disable=not progress, dynamic_ncols=True, desc="sort"):
         summary.faces.append(score_face(read_image(folder / record.file), record, alignments.coverage))
     summary.clusters = judge(summary.faces, options)
-    if options.person >= len(summary.clusters):
-        raise ConfigError(f"--person {options.person}: there are only {len(summary.clusters)} clusters "
-                          f"(0..{len(summary.clusters) - 1})")
+    count = len(summary.clusters)
+    if options.person and options.person >= count:  # no cluster at all (every face misaligned) is fine for 0
+        raise ConfigError(f"--person {options.person}: there are only {count} clusters"
+                          + (f" (0..{count - 1})" if count else " (every face is misaligned)"))
     summary.sheets = _write_sheets(folder, summary.faces, summary.clusters, options.person)
     if options.apply:
         _apply(folder, summary.faces, alignments)

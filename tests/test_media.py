@@ -109,3 +109,48 @@ def test_corrupt_video_and_image_raise_input_errors(tmp_path: Path) -> None:
     bad_image.write_bytes(b"\x89PNG broken")
     with pytest.raises(InputError, match="cannot decode image"):
         read_image(bad_image)
+
+
+def test_every_image_format_opencv_reads_is_an_input(tmp_path: Path, rng: np.random.Generator) -> None:
+    """A folder of .pgm (grey), .tif, .webp, .bmp ... files is collected, and each reads as RGB."""
+    import cv2
+
+    from deepfake_cli.media.images import IMAGE_SUFFIXES
+    from deepfake_cli.media.sources import collect_sources, iter_frames
+
+    grey = (rng.random((40, 48)) * 255).astype(np.uint8)
+    colour = (rng.random((40, 48, 3)) * 255).astype(np.uint8)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    suffixes = sorted(IMAGE_SUFFIXES)
+    for suffix in suffixes:
+        assert cv2.imwrite(str(folder / f"x{suffix}"), grey if suffix in (".pgm", ".pbm") else colour), suffix
+    (folder / "notes.txt").write_text("not an image")
+    found = collect_sources([folder])
+    assert sorted(p.suffix for p in found) == suffixes
+    for source in found:
+        frames = list(iter_frames(source))
+        assert len(frames) == 1 and frames[0][1].shape == (40, 48, 3) and frames[0][1].dtype == np.uint8, source
+    pgm = next(iter_frames(folder / "x.pgm"))[1]
+    assert (pgm[..., 0] == grey).all() and (pgm[..., 1] == grey).all() and (pgm[..., 2] == grey).all()
+    only_pgm = tmp_path / "orl"
+    only_pgm.mkdir()
+    cv2.imwrite(str(only_pgm / "1.pgm"), grey)
+    assert collect_sources([only_pgm]) == [only_pgm / "1.pgm"]
+
+
+def test_extract_finds_a_face_in_a_grey_pgm(tmp_path: Path) -> None:
+    import cv2
+
+    from deepfake_cli.extract import extract
+    from deepfake_cli.media.alignments import load_alignments
+    from deepfake_cli.media.images import read_image
+    from deepfake_cli.media.synthetic import load_still
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "face.pgm"), cv2.cvtColor(load_still("grace_hopper"), cv2.COLOR_RGB2GRAY))
+    summary = extract([folder], tmp_path / "faces", progress=False)
+    assert summary.faces == 1
+    face = read_image(tmp_path / "faces" / load_alignments(tmp_path / "faces").faces[0].file)
+    assert face.shape[2] == 3 and (face[..., 0] == face[..., 1]).all()

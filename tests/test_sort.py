@@ -166,6 +166,64 @@ def test_clustering_is_deterministic_and_largest_first(rng: np.random.Generator)
     assert cluster_descriptors(vectors, 0.6).tolist() == labels.tolist()
     assert cluster_descriptors(vectors, 10.0).tolist() == [0] * 10
     assert cluster_descriptors(np.zeros((0, 128)), 0.6).tolist() == []
+    assert cluster_descriptors(vectors[:1], 0.6).tolist() == [0]
+
+
+def _unit(rng: np.random.Generator, count: int) -> np.ndarray:
+    vectors = rng.normal(size=(count, 128))
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_clustering_keeps_look_alikes_apart_where_centroids_merge(rng: np.random.Generator) -> None:
+    """Two people whose centres are 0.45 apart, faces spread 0.35 around them (in 128-D: within a
+    person ~0.5 apart, across ~0.67). Every face is under 0.6 from the other person's centroid, so
+    the old centroid clustering made one cluster; average linkage finds both, on every run."""
+    centre_a = rng.normal(size=128) * 0.3
+    centre_b = centre_a + 0.45 * _unit(rng, 1)[0]
+    vectors = np.concatenate([centre_a + 0.35 * _unit(rng, 10), centre_b + 0.35 * _unit(rng, 6)])
+    pair = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)
+    assert pair[:10, 10:].min() > 0.6 and pair[:10, :10].max() < 0.6 and pair[10:, 10:].max() < 0.6
+    assert np.linalg.norm(vectors[10:] - vectors[:10].mean(axis=0), axis=1).max() < 0.6  # centroids would merge
+    labels = cluster_descriptors(vectors, 0.6)
+    assert labels.tolist() == [0] * 10 + [1] * 6
+    for _ in range(3):
+        assert cluster_descriptors(vectors, 0.6).tolist() == labels.tolist()
+
+
+def test_clustering_does_not_chain_people_together(rng: np.random.Generator) -> None:
+    """Two people 0.9 apart joined by a chain of 6 in-between faces 0.12 apart: every face has a
+    neighbour under 0.6, so connected components of the same-person graph join everyone; average
+    linkage keeps the two people apart, the same way on every run and whatever the input order."""
+    from scipy.sparse.csgraph import connected_components
+
+    direction = _unit(rng, 1)[0]
+    base = rng.normal(size=128) * 0.3
+    people = []
+    for k in range(2):
+        jitter = _unit(rng, 8)
+        jitter -= np.outer(jitter @ direction, direction)  # off the line between the two people
+        people.append(base + 0.9 * k * direction + 0.04 * jitter)
+    chain = base + np.outer(np.linspace(0.15, 0.75, 6), direction)
+    for vectors, a, b in ((np.concatenate([people[0], chain, people[1]]), slice(0, 8), slice(14, 22)),
+                          (np.concatenate([chain, people[1], people[0]]), slice(14, 22), slice(6, 14))):
+        distances = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)
+        assert connected_components(distances < 0.6, directed=False)[0] == 1  # the chain links everyone
+        labels = cluster_descriptors(vectors, 0.6)
+        assert labels.max() == 1 and len(set(labels[a])) == 1 and len(set(labels[b])) == 1
+        assert labels[a][0] != labels[b][0]
+        assert cluster_descriptors(vectors, 0.6).tolist() == labels.tolist()
+
+
+def test_sampled_clustering_of_many_faces_matches(rng: np.random.Generator) -> None:
+    """Above ``exact`` faces a sample is clustered and the rest assigned; far-off faces the sample
+    missed form clusters of their own."""
+    centres = rng.normal(size=(5, 128))
+    centres = 2.0 * centres / np.linalg.norm(centres, axis=1, keepdims=True)
+    truth = np.repeat(np.arange(5), [40, 30, 20, 9, 1])
+    vectors = centres[truth] + rng.normal(scale=0.02, size=(len(truth), 128))
+    exact = cluster_descriptors(vectors, 0.53)
+    sampled = cluster_descriptors(vectors, 0.53, exact=25)
+    assert exact.tolist() == truth.tolist() and sampled.tolist() == truth.tolist()
 
 
 def test_bad_landmarks_measure_as_misaligned(faces_a: Path, rng: np.random.Generator) -> None:
@@ -182,3 +240,28 @@ def test_bad_landmarks_measure_as_misaligned(faces_a: Path, rng: np.random.Gener
     assert good.fit < 0.05 and bad.fit > 0.1
     judge([good, bad], SortOptions(same_person=10.0))
     assert (good.verdict, bad.verdict) == ("keep", "misaligned")
+
+
+def test_misaligned_faces_never_seed_or_join_a_cluster(rng: np.random.Generator) -> None:
+    """A face with failed landmarks comes first (it would have started cluster 0) and sits between
+    two people: it is misaligned, in no cluster, and the two people stay apart."""
+    from deepfake_cli.sort import FaceScore, SortOptions, judge
+    from deepfake_cli.media.alignments import FaceRecord
+
+    def face(name: str, descriptor: np.ndarray, fit: float) -> FaceScore:
+        record = FaceRecord.__new__(FaceRecord)
+        record.file = name
+        return FaceScore(record, descriptor, 100.0, fit, np.zeros((32, 32), np.float32))
+
+    a, b = rng.normal(size=128), rng.normal(size=128)
+    a, b = 0.5 * a / np.linalg.norm(a), 0.5 * b / np.linalg.norm(b)  # ~0.7 apart, each ~0.35 from the bad face
+    faces = [face("bad.png", (a + b) / 2, 0.3)]
+    faces += [face(f"a{i}.png", a + rng.normal(scale=0.005, size=128), 0.03) for i in range(5)]
+    faces += [face(f"b{i}.png", b + rng.normal(scale=0.005, size=128), 0.03) for i in range(3)]
+    sizes = judge(faces, SortOptions())
+    assert sizes == [5, 3]
+    assert (faces[0].cluster, faces[0].verdict) == (-1, "misaligned")
+    assert [f.cluster for f in faces[1:]] == [0] * 5 + [1] * 3
+    assert [f.verdict for f in faces[1:]] == ["keep"] * 5 + ["other_person"] * 3
+    # every face misaligned: no cluster at all, nothing kept
+    assert judge(faces[:1], SortOptions()) == [] and faces[0].verdict == "misaligned"

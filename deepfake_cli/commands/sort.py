@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from deepfake_cli.commands import settings
-from deepfake_cli.sort import SortOptions, sort_faces
+from deepfake_cli.sort import SAME_PERSON_MEAN, SortOptions, sort_faces
 
 
 @click.command("sort")
@@ -14,8 +14,9 @@ from deepfake_cli.sort import SortOptions, sort_faces
               help="Move rejected faces into FACES_DIR/rejected/<reason>/ and rewrite alignments.json without them.")
 @click.option("--person", type=int, default=0, show_default=True,
               help="Identity cluster to keep; 0 is the largest (the main person).")
-@click.option("--same-person", type=float, default=0.6, show_default=True,
-              help="Descriptor distance under which two faces are the same person (dlib's 0.6).")
+@click.option("--same-person", type=float, default=SAME_PERSON_MEAN, show_default=True,
+              help="Two groups of faces are one person while their mean pairwise descriptor distance is below "
+                   "this (average-linkage clustering; raise it if one person splits into several clusters).")
 @click.option("--min-blur", type=float, default=0.3, show_default=True,
               help="Faces sharper than this share of their cluster's median sharpness are kept (0: off).")
 @click.option("--max-fit", type=float, default=0.1, show_default=True,
@@ -30,8 +31,9 @@ def sort(ctx: click.Context, faces_dir: str, apply: bool, person: int, same_pers
     """Sort an extract folder's faces by identity, blur, alignment fit and near-duplicates.
 
     Writes FACES_DIR/sort.json (per face: cluster, blur, fit, duplicate_of, verdict) and a contact
-    sheet per identity cluster (FACES_DIR/sort_cluster_<k>.png); faces whose PNG was deleted by
-    hand are dropped from alignments.json.
+    sheet per identity cluster (FACES_DIR/sort_cluster_<k>.png; misaligned faces, which join no
+    cluster, in sort_cluster_misaligned.png); faces whose PNG was deleted by hand are dropped from
+    alignments.json.
 
     \b
     Examples:

@@ -11,7 +11,14 @@ import numpy as np
 from deepfake_cli.checkpoint import atomic_path
 from deepfake_cli.errors import InputError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = frozenset({
+    ".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".avif", ".jp2",
+    ".pgm", ".ppm", ".pbm", ".pnm",  # Netpbm: grey (pgm, pbm) and colour
+    ".sr", ".ras",  # Sun raster
+})
+"""The 8-bit formats OpenCV's ``imread`` decodes in the opencv-python wheels (checked with 4.14).
+Left out: floating-point radiance formats (.hdr, .pic, .pfm: would need tone mapping) and .exr
+(disabled in OpenCV unless OPENCV_IO_ENABLE_OPENEXR is set)."""
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:
