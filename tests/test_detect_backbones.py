@@ -292,3 +292,32 @@ def test_a_lite_detector_trains_saves_and_reloads(standin: dict[str, Path], tmp_
     assert report["model"]["name"] == "efficientnet_lite0" and "frame" in report["val"]
     assert json.loads((tmp_path / "det" / "state.json").read_text())["model"] == "efficientnet_lite0"
     assert type(Detector(tmp_path / "det", device="cpu").loaded.model) is lite.EfficientNetLiteDetector
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "mobilenet_v2"])
+def test_frozen_layers_keep_their_weights_and_statistics_while_the_rest_trains(name: str) -> None:
+    torch.manual_seed(0)
+    config = load_config(DetectConfig, "detect", name, None, ["model.weights=none", "model.freeze=4"])
+    model = build_model(config).train()
+    layers = model.layers()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    loss = F.binary_cross_entropy_with_logits(model(torch.randn(4, 3, 64, 64)), torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    loss.backward()
+    optimizer.step()
+    frozen = {id(t) for layer in layers[:4] for t in [*layer.parameters(), *layer.buffers()]}
+    after = model.state_dict(keep_vars=True)
+    changed = {k for k, v in after.items() if v.dtype.is_floating_point and not torch.equal(v.detach(), before[k])}
+    assert changed, "the unfrozen layers train"
+    assert not any(id(after[k]) in frozen for k in changed), "frozen weights and BN statistics never move"
+    assert all(not m.training for layer in layers[:4] for m in layer.modules())
+    assert all(m.training for m in layers[4].modules())
+    plain = build_model(load_config(DetectConfig, "detect", name, None, ["model.weights=none"]))
+    assert model.state_dict().keys() == plain.state_dict().keys()  # model.pt is the same with or without
+
+
+def test_freezing_more_layers_than_the_backbone_has_or_a_model_without_them_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="model.freeze 99 exceeds the 18 layers"):
+        build_model(load_config(DetectConfig, "detect", "efficientnet_lite0", None, ["model.freeze=99"]))
+    with pytest.raises(ConfigError, match="exceeds the 0 layers"):
+        build_model(load_config(DetectConfig, "detect", "tiny_frame", None, ["model.freeze=1"]))

@@ -55,6 +55,7 @@ class ModelConfig:
     kernel: int = 3  # convlstm
     pool: int = 2  # convlstm: spatial max-pool factor between ConvLSTM layers (1 = none)
     dropout: float = 0.3  # before the final linear layer (every architecture)
+    freeze: int = 0  # pretrained backbones: the first N layers (stem = 1, then each block) keep their weights
 
 
 @dataclass
@@ -181,6 +182,7 @@ def validate(config: DetectConfig) -> DetectConfig:
         (config.model.pool >= 1, "model.pool must be at least 1"),
         (config.model.stem_channels >= 0, "model.stem_channels must be 0 or positive"),
         (0.0 <= config.model.dropout < 1.0, "model.dropout must be in [0, 1)"),
+        (config.model.freeze >= 0, "model.freeze must be 0 (train every layer) or positive"),
         (config.train.epochs >= 1, "train.epochs must be at least 1"),
         (config.train.batch_size >= 1, "train.batch_size must be at least 1"),
         (config.train.lr > 0, "train.lr must be positive"),

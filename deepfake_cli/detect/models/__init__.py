@@ -90,8 +90,13 @@ def check(config: "DetectConfig") -> None:
 
 
 def build_model(config: "DetectConfig") -> DetectorNet:
-    """A freshly initialised model of ``model.name`` for ``sequence.input``."""
-    return architecture(config.model.name).build(config, input_channels(config.sequence.input))
+    """A freshly initialised model of ``model.name`` for ``sequence.input`` (``model.freeze`` applied)."""
+    model = architecture(config.model.name).build(config, input_channels(config.sequence.input))
+    try:
+        model.freeze(config.model.freeze)
+    except ValueError as exc:  # model.freeze beyond the backbone's layers
+        raise ConfigError(f"{exc} ({config.model.name})", "config") from None
+    return model
 
 
 def initial_weights(config: "DetectConfig") -> dict[str, torch.Tensor] | None:

@@ -202,6 +202,10 @@ class EfficientNetLiteDetector(DetectorNet):
         """Logits (``B``) for RGB faces ``B x 3 x H x W``."""
         return self.net(x).squeeze(1)
 
+    def layers(self) -> list[nn.Module]:
+        """The stem, each MBConv block, the head."""
+        return [self.net.stem, *self.net.blocks, self.net.head]
+
     def load_pretrained(self, state: dict[str, torch.Tensor], where: str) -> None:
         """Backbone weights of the same variant (wheel or dfk naming); any classifier is ignored."""
         load_checkpoint(self.net, state, where, self.variant)

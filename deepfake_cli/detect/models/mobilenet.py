@@ -39,6 +39,10 @@ class MobileNetV2Detector(DetectorNet):
         """Logits (``B``) for RGB faces ``B x 3 x H x W``."""
         return self.net(x).squeeze(1)
 
+    def layers(self) -> list[nn.Module]:
+        """The stem, each inverted-residual block, the last 1x1 convolution."""
+        return list(self.net.features)
+
     def load_pretrained(self, state: dict[str, torch.Tensor], where: str) -> None:
         """Backbone weights of torchvision's mobilenet_v2, strictly; any classifier is ignored."""
         load_strict(self.net, state, where, NAME)
