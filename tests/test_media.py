@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfake_cli.errors import InputError
+from deepfake_cli.errors import ConfigError, InputError
 from deepfake_cli.media.alignments import Alignments, FaceRecord, load_alignments, save_alignments
 from deepfake_cli.media.images import read_image
 from deepfake_cli.media.synthetic import write_tone_wav
-from deepfake_cli.media.video import VideoReader, VideoWriter, audio_codec, copies_audio, ffmpeg_exe
+from deepfake_cli.media.video import (VideoReader, VideoWriter, audio_codec, copies_audio, ffmpeg_exe,
+                                      video_encoder)
 
 
 def _record(rng: np.random.Generator, frame: int) -> FaceRecord:
@@ -89,6 +90,47 @@ def test_video_writer_encodes_with_the_chosen_x264_preset(tmp_path: Path, preset
         for value in (0, 80, 160):
             writer.write(np.full((48, 64, 3), value, np.uint8))
     assert subme in out.read_bytes()  # x264 records its settings in the stream
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
+def test_odd_sizes_are_kept_exactly(tmp_path: Path, rng: np.random.Generator, suffix: str) -> None:
+    """H.264 4:2:0 needs even sizes: odd ones are encoded 4:4:4, never cropped or padded."""
+    frames = [(rng.random((49, 65, 3)) * 255).astype(np.uint8) for _ in range(3)]
+    out = tmp_path / f"odd{suffix}"
+    with VideoWriter(out, 65, 49, 10) as writer:
+        for frame in frames:
+            writer.write(frame)
+    decoded = list(VideoReader(out))
+    assert len(decoded) == 3 and all(frame.shape == (49, 65, 3) for frame in decoded)
+
+
+def test_webm_gets_vp9_and_opus_and_refuses_h264(tmp_path: Path) -> None:
+    tone = tmp_path / "tone.wav"
+    write_tone_wav(tone, 1.0)
+    out = tmp_path / "clip.webm"
+    with VideoWriter(out, 64, 48, 10, audio_from=tone) as writer:
+        for value in range(10):
+            writer.write(np.full((48, 64, 3), value * 20, np.uint8))
+    probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
+    assert "Video: vp9" in probe and audio_codec(out) == "opus" and sum(1 for _ in VideoReader(out)) == 10
+    assert copies_audio("opus", ".webm") and copies_audio("vorbis", ".WEBM") and not copies_audio("aac", ".webm")
+    assert video_encoder(".webm") == "libvpx-vp9" and video_encoder(".mp4") == "libx264"
+    with pytest.raises(ConfigError, match="--codec libx264 does not go into a .webm"):
+        VideoWriter(tmp_path / "h264.webm", 64, 48, 10, codec="libx264")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.webm", "tone.wav"]
+
+
+def test_frame_times_are_kept(tmp_path: Path) -> None:
+    """Frames written with their own (irregular) times come back at those times: no re-timing to 1/fps."""
+    times = [0.0, 0.04, 0.1, 0.11, 0.3, 0.333, 0.5, 0.9, 1.2, 1.25]
+    for suffix in (".mp4", ".mkv"):
+        out = tmp_path / f"vfr{suffix}"
+        with VideoWriter(out, 64, 48, 25) as writer:
+            for i, seconds in enumerate(times):
+                writer.write(np.full((48, 64, 3), i * 20, np.uint8), seconds)
+        read = list(VideoReader(out).timed())
+        assert [round(t, 4) for t, _ in read] == times, suffix
+        assert all(abs(frame.mean() - i * 20) < 3 for i, (_, frame) in enumerate(read))  # in order, none repeated
 
 
 def test_failed_encoding_leaves_no_file(tmp_path: Path) -> None:
