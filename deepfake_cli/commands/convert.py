@@ -49,12 +49,13 @@ from deepfake_cli.faces.follow import REDETECT_EVERY
               help="Landmark smoothing over time (One-Euro filter); higher is steadier, 0 turns it off.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Faces per model call.")
 @click.option("--crf", type=int, default=18, show_default=True,
-              help="Video quality (CRF of libx264/libx265; lower is better).")
+              help="Video quality (CRF of libx264/libx265/libvpx-vp9; lower is better).")
 @click.option("--preset", type=click.Choice(ENCODER_PRESETS), default="veryfast", show_default=True,
-              help="Speed preset of libx264/libx265: faster ones use less CPU and write larger files at "
-                   "the same --crf.")
-@click.option("--codec", default="libx264", show_default=True,
-              help="ffmpeg video encoder, e.g. libx264, libx265, mpeg4.")
+              help="Speed preset of libx264/libx265 (for libvpx-vp9 it sets -cpu-used): faster ones use less "
+                   "CPU and write larger files at the same --crf.")
+@click.option("--codec", default=None,
+              help="ffmpeg video encoder, e.g. libx264, libx265, mpeg4 (default: libx264; libvpx-vp9 for "
+                   "a .webm output, which takes only VP8/VP9/AV1).")
 @click.option("--watermark", is_flag=True,
               help="Stamp a visible 'SYNTHETIC' label on every frame of a converted video and on every "
                    "image whose face was swapped.")
@@ -68,7 +69,7 @@ def convert(ctx: click.Context, input_path: str, model_dir: str, output: str, di
             redetect: int, reference: str | None, reference_distance: float,
             mask: str | None, parser_weights: str | None, erode: float | None, blur: float | None,
             color: str, blend: str, smooth: float,
-            batch_size: int, crf: int, preset: str, codec: str, watermark: bool, shard: Shard | None, overwrite: bool,
+            batch_size: int, crf: int, preset: str, codec: str | None, watermark: bool, shard: Shard | None, overwrite: bool,
             device: str | None) -> None:
     """Swap faces in a video, an image or a folder of them; outputs are tagged as synthetic media.
 

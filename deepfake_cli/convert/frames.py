@@ -68,12 +68,14 @@ class FaceJob:
 @dataclass
 class FrameJob:
     """Frame ``index`` of ``source``; ``compose`` sets ``output`` (the frame itself if no face was
-    swapped) and ``swapped`` (how many faces were). ``target`` is where an image result goes."""
+    swapped) and ``swapped`` (how many faces were). ``target`` is where an image result goes;
+    ``seconds`` is a video frame's presentation time."""
 
     source: Path
     index: int
     frame: np.ndarray
     target: Path | None = None
+    seconds: float | None = None
     faces: list[FaceJob] = field(default_factory=list)
     output: np.ndarray | None = None
     swapped: int = 0

@@ -37,7 +37,7 @@ from deepfake_cli.faces.parsing import NEEDS_WEIGHTS, load_face_parser
 from deepfake_cli.media.alignments import Alignments, load_alignments, split_missing
 from deepfake_cli.media.images import is_image, read_image
 from deepfake_cli.media.sources import collect_sources, estimated_frames
-from deepfake_cli.media.video import ENCODER_PRESETS, VideoReader, VideoWriter, is_video
+from deepfake_cli.media.video import ENCODER_PRESETS, VideoReader, VideoWriter, is_video, video_encoder
 from deepfake_cli.runtime import resolve_device
 from deepfake_cli.convert.frames import BlendSettings, FrameJob, FrameSwapper, SwapModelLike
 from deepfake_cli.convert.provenance import encode_tagged_image, provenance_text, video_metadata
@@ -73,7 +73,7 @@ class ConvertOptions:
     batch_size: int = 8
     crf: int = 18
     preset: str = "veryfast"
-    codec: str = "libx264"
+    codec: str | None = None  # None: libx264, or libvpx-vp9 for a .webm output
     watermark: bool = False
     alignments: str | None = None
     redetect: int = REDETECT_EVERY
@@ -278,9 +278,10 @@ class _Run:
                          crf=options.crf, preset=options.preset, metadata=video_metadata(self.provenance)) as writer:
             def write(jobs: list[FrameJob]) -> None:
                 for job in jobs:
-                    writer.write(job.output)
+                    writer.write(job.output, job.seconds)
 
-            frames = (FrameJob(source, i, frame) for i, frame in enumerate(reader))
+            frames = (FrameJob(source, i, frame, seconds=seconds)
+                      for i, (seconds, frame) in enumerate(reader.timed()))
             for job in run_pipeline(frames, self.stages(Stage("encode", write)), times=self.summary.times):
                 result.frames += 1
                 result.swapped += job.swapped > 0
@@ -342,6 +343,9 @@ def convert(
     options.check()
     source_root, target_root = Path(input_path), Path(output)
     pairs = _plan(source_root, target_root)
+    for _, target in pairs:  # a --codec the output container cannot hold fails before any work
+        if is_video(target):
+            video_encoder(target.suffix, options.codec)
     if shard is not None:
         mine = shard.select(pairs)
         log.info("shard %s: %d of %d input files", shard.label, len(mine), len(pairs))
