@@ -12,7 +12,7 @@ import pytest
 from deepfake_cli.errors import ConfigError
 from deepfake_cli.faces import create_backend
 from deepfake_cli.media.synthetic import Clip, load_still, write_clip
-from deepfake_cli.media.video import VideoReader, ffmpeg_exe, has_audio
+from deepfake_cli.media.video import VideoReader, audio_codec, ffmpeg_exe, has_audio
 from deepfake_cli.convert import ConvertOptions, convert
 
 
@@ -161,3 +161,64 @@ def _empty_alignments(folder: Path) -> Path:
     path = folder / "alignments.json"
     save_alignments(path, Alignments())
     return path
+
+
+def _ffmpeg(*args: str | Path) -> None:
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True)
+
+
+def _audio_seconds(path: Path) -> float:
+    """Length of the decoded audio track (16 kHz mono samples)."""
+    pcm = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
+                          "-ac", "1", "-ar", "16000", "-f", "s16le", "-"], capture_output=True, check=True).stdout
+    return len(pcm) / 2 / 16000
+
+
+def test_odd_sized_video_keeps_its_exact_size(model_dir: Path, clip_a_data: Clip, tmp_path: Path) -> None:
+    frames = [cv2.resize(frame, (65, 49), interpolation=cv2.INTER_AREA) for frame in clip_a_data.frames[:4]]
+    source = tmp_path / "odd.mkv"
+    write_clip(source, frames)
+    out = tmp_path / "odd_out.mp4"
+    convert(source, out, model_dir, progress=False)
+    result = VideoReader(out)
+    assert (result.info.width, result.info.height) == (65, 49)
+    assert [frame.shape for frame in result] == [(49, 65, 3)] * 4
+
+
+def test_webm_converts_into_a_folder_and_to_webm(run_dfk, model_dir: Path, tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    clip = videos / "talk.webm"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x72:rate=12", "-f", "lavfi", "-i", "sine=frequency=440",
+            "-t", "1", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus", clip)
+    out = tmp_path / "out"
+    folder = run_dfk("-q", "convert", videos, "-m", model_dir, "-o", out)
+    assert folder.code == 0, folder
+    single = run_dfk("-q", "convert", clip, "-m", model_dir, "-o", tmp_path / "one.webm")
+    assert single.code == 0, single
+    for path in (out / "talk.webm", tmp_path / "one.webm"):
+        assert sum(1 for _ in VideoReader(path)) == 12
+        assert has_audio(path) and audio_codec(path) == "opus"  # copied: WebM takes Opus
+    mp4 = run_dfk("-q", "convert", clip, "-m", model_dir, "-o", tmp_path / "one.mp4")
+    assert mp4.code == 0 and sum(1 for _ in VideoReader(tmp_path / "one.mp4")) == 12
+    assert audio_codec(tmp_path / "one.mp4") == "aac"  # MP4 does not take Opus here: re-encoded
+    h264 = run_dfk("convert", clip, "-m", model_dir, "-o", tmp_path / "h264.webm", "--codec", "libx264")
+    assert h264.code == 2 and len(_error_lines(h264.err)) == 1 and "does not go into a .webm" in h264.err
+    assert not (tmp_path / "h264.webm").exists()
+
+
+def test_variable_frame_rate_keeps_frame_times_and_audio_sync(model_dir: Path, tmp_path: Path) -> None:
+    """10 frames 100 ms apart, then 20 frames 25 ms apart, with a 1.5 s tone: no re-timing to a constant rate."""
+    source = tmp_path / "vfr.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x72:rate=20", "-f", "lavfi", "-i", "sine=frequency=440",
+            "-t", "1.5", "-vf", "settb=1/1000,setpts='if(lt(N,10),0.1*N,0.75+0.025*N)/TB'", "-fps_mode", "vfr",
+            "-enc_time_base:v", "1:1000", "-c:v", "libx264",
+            "-pix_fmt", "yuv420p", "-c:a", "aac", source)
+    times = [t for t, _ in VideoReader(source).timed()]
+    assert len({round(b - a, 3) for a, b in zip(times, times[1:])}) > 1  # the source really is VFR
+    out = tmp_path / "vfr_out.mp4"
+    convert(source, out, model_dir, progress=False)
+    result = [t for t, _ in VideoReader(out).timed()]
+    assert len(result) == len(times)
+    assert max(abs(a - b) for a, b in zip(times, result)) < 0.002  # kept to the millisecond; a frame is 25 ms
+    assert audio_codec(out) == "aac" and abs(_audio_seconds(out) - _audio_seconds(source)) < 0.05
