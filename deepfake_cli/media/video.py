@@ -195,10 +195,13 @@ def _matroska_header(width: int, height: int, fps: float) -> bytes:
     return ebml + segment + info + _element(b"\x16\x54\xae\x6b", track)
 
 
-def _matroska_frame(timestamp_us: int, pixels: bytes) -> bytes:
-    """One cluster holding one keyframe of track 1 at ``timestamp_us``."""
-    block = b"\x81\x00\x00\x80" + pixels  # track 1, relative time 0, keyframe
-    return _element(b"\x1f\x43\xb6\x75", _uint(b"\xe7", timestamp_us) + _element(b"\xa3", block))
+def _matroska_frame_header(timestamp_us: int, size: int) -> bytes:
+    """The bytes before ``size`` bytes of pixels: one cluster holding one keyframe of track 1 at
+    ``timestamp_us`` (the pixels are written after it, not copied into it)."""
+    block_head = b"\x81\x00\x00\x80"  # track 1, relative time 0, keyframe
+    block = b"\xa3" + _vint(len(block_head) + size) + block_head
+    timestamp = _uint(b"\xe7", timestamp_us)
+    return b"\x1f\x43\xb6\x75" + _vint(len(timestamp) + len(block) + size) + timestamp + block
 
 
 class VideoWriter:
@@ -274,7 +277,7 @@ class VideoWriter:
             self._tmp.unlink(missing_ok=True)
             raise
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes | memoryview) -> None:
         assert self._process.stdin is not None
         try:
             self._process.stdin.write(data)
@@ -295,7 +298,9 @@ class VideoWriter:
         if self._last_us is not None and stamp <= self._last_us:
             stamp = self._last_us + max(1, round(1e6 / self.fps))
         stamp = max(stamp, 0)
-        self._send(_matroska_frame(stamp, np.ascontiguousarray(frame_rgb, dtype=np.uint8).tobytes()))
+        pixels = memoryview(np.ascontiguousarray(frame_rgb, dtype=np.uint8)).cast("B")
+        self._send(_matroska_frame_header(stamp, len(pixels)))
+        self._send(pixels)
         self._last_us = stamp
         self.frames_written += 1
 
