@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from deepfake_cli import device_name_error
-from deepfake_cli.errors import ConfigError
+from deepfake_cli.errors import ConfigError, TrainingError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -257,6 +257,20 @@ def gather_objects(value: T) -> list[T]:
     box: list[T | None] = [None] * dist.get_world_size()
     dist.all_gather_object(box, value)
     return box  # type: ignore[return-value]
+
+
+SHARED_FS = "every rank must see the output folder on a shared filesystem"
+
+
+def same_on_every_rank(value: object, what: str, folder: object) -> None:
+    """Raise one ``TrainingError`` on every rank unless every rank passes the same ``value`` (what
+    it read of ``folder``, e.g. a checkpoint's step): ranks that do not share the output folder
+    stop together instead of waiting in a collective. A no-op in one process."""
+    seen = gather_objects(value)
+    odd = [r for r, v in enumerate(seen) if v != seen[0]]
+    if odd:
+        raise TrainingError(f"{SHARED_FS}: rank {odd[0]} sees {what} of {folder} differently from rank 0 "
+                            f"({seen[odd[0]]!r} vs {seen[0]!r})")
 
 
 @contextlib.contextmanager

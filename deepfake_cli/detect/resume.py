@@ -37,8 +37,8 @@ from deepfake_cli.checkpoint import open_set, read_json, save_set, write_json_at
 from deepfake_cli.config import to_dict
 from deepfake_cli.detect.config import DetectConfig
 from deepfake_cli.detect.layouts import LabelledInput
-from deepfake_cli.errors import CheckpointError, InputError, TrainingError
-from deepfake_cli.runtime import gather_objects
+from deepfake_cli.errors import CheckpointError, InputError
+from deepfake_cli.runtime import SHARED_FS, same_on_every_rank  # noqa: F401 (re-exported)
 
 RUN_FILE = "run.json"
 RESUME_DIR = "resume"
@@ -47,7 +47,6 @@ PROGRESS_FILE = "progress.json"
 # Settings that change neither the numbers nor the data: a run resumes with other values of these.
 IGNORED_KEYS = ("train.workers", "train.log_every", "train.cache_frames", "train.dist_timeout",
                 "train.max_rollbacks")
-SHARED_FS = "every rank must see the output folder on a shared filesystem"
 
 
 def run_record(items: list[LabelledInput], config: DetectConfig, seed: int, folds: int) -> dict[str, Any]:
@@ -133,16 +132,6 @@ def session_seen(folder: Path) -> str | None:
         return str(read_json(folder / RUN_FILE).get("session"))
     except CheckpointError:
         return None
-
-
-def same_on_every_rank(value: Any, what: str, folder: Path) -> None:
-    """Raise one ``TrainingError`` on every rank unless every rank passes the same ``value``
-    (what it read of ``folder``). A no-op in one process."""
-    seen = gather_objects(value)
-    odd = [r for r, v in enumerate(seen) if v != seen[0]]
-    if odd:
-        raise TrainingError(f"{SHARED_FS}: rank {odd[0]} sees {what} of {folder} differently from rank 0 "
-                            f"({seen[odd[0]]!r} vs {seen[0]!r})")
 
 
 # --- random states --------------------------------------------------------------------------------

@@ -22,16 +22,24 @@ With ``train.synthetic: sbi`` every real video also gets a self-blend twin whose
 on the fly (``synthetic``); ``metrics.json`` then has a ``synthetic`` block and each fit names
 the fakes each part used (``fakes``: given, sbi or both).
 
+Running the same call on the same ``outdir`` resumes it from the last complete epoch (``resume``:
+``run.json``, ``resume/`` per fit); a finished run returns its ``metrics.json`` (with
+``already_done``), a folder of other settings is refused. A non-finite loss rolls back to the last
+complete epoch with the learning rate times ``train.nan_lr_factor``, at most
+``train.max_rollbacks`` times.
+
 Under ``torchrun --nproc_per_node=N`` the same call is one data-parallel run (DDP: NCCL on CUDA,
-each rank on its own GPU; gloo on the CPU). Rank 0 extracts and caches the faces first, the other
-ranks read its cache after a barrier. Each epoch every rank trains ``train.batch_size`` samples
-per step on its own share of the same shuffled order (the global batch is N times that); the
-non-finite check is summed over the ranks, so all stop together. Validation and test are scored
-by rank 0 alone on everything while the other ranks wait; rank 0's decision (go on or stop
-early) is broadcast, so every rank runs the same epochs. Only rank 0 writes the detector
-directory (``state.json`` records ``world_size``) and shows progress; every rank returns rank 0's
-report. A long validation keeps the other ranks waiting in a collective: it must end within the
-process group's timeout (torch's default: 10 minutes for NCCL, 30 for gloo).
+each rank on its own GPU; gloo on the CPU), in a process group whose collectives wait at most
+``train.dist_timeout`` minutes. Every rank first reads back the ``run.json`` rank 0 stamped (a
+rank that does not share the output folder stops every rank with one error), then extracts and
+caches the faces of its share of the inputs and, after a barrier, reads them all from the cache.
+Each epoch every rank trains ``train.batch_size`` samples per step on its own share of the same
+shuffled order (the global batch is N times that); the non-finite check is summed over the
+ranks, so all roll back (or stop) together. Validation and test are scored by rank 0 alone on
+everything while the other ranks wait; rank 0's decision (go on or stop early) is broadcast, so
+every rank runs the same epochs. Only rank 0 writes the detector directory (``state.json``
+records ``world_size``; the resume checkpoint holds every rank's random states) and shows
+progress; every rank returns rank 0's report.
 """
 
 from __future__ import annotations
