@@ -4,6 +4,7 @@ group of a distributed (torchrun) training run."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import random
@@ -14,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from deepfake_cli import device_name_error
-from deepfake_cli.errors import ConfigError
+from deepfake_cli.errors import ConfigError, TrainingError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -191,19 +192,24 @@ def rank_device(name: str = "auto") -> torch.device:
     return torch.device("cuda", local)
 
 
-def init_distributed(device: torch.device) -> bool:
+def init_distributed(device: torch.device, timeout_minutes: float | None = None) -> bool:
     """Join the process group torchrun describes (env://): NCCL when ``device`` is CUDA, else gloo.
 
+    ``timeout_minutes`` is how long any collective (a barrier, a broadcast) may wait for the other
+    ranks before the run aborts; None keeps torch's default (10 minutes for NCCL, 30 for gloo).
     Returns whether this call created it (then ``destroy_distributed`` ends it); False without
     torchrun (one process) or when the caller already set the group up.
     """
     if not is_distributed() or _group_up():
         return False
+    options: dict[str, object] = {}
+    if timeout_minutes is not None:
+        options["timeout"] = datetime.timedelta(minutes=timeout_minutes)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", init_method="env://")
+        dist.init_process_group("nccl", init_method="env://", **options)
     else:
-        dist.init_process_group("gloo", init_method="env://")
+        dist.init_process_group("gloo", init_method="env://", **options)
     return True
 
 
@@ -243,11 +249,36 @@ def broadcast_object(value: T) -> T:
     return box[0]
 
 
+def gather_objects(value: T) -> list[T]:
+    """Every rank's ``value`` (any picklable object), in rank order, on every rank; ``[value]`` in
+    one process."""
+    if not _group_up():
+        return [value]
+    box: list[T | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(box, value)
+    return box  # type: ignore[return-value]
+
+
+SHARED_FS = "every rank must see the output folder on a shared filesystem"
+
+
+def same_on_every_rank(value: object, what: str, folder: object) -> None:
+    """Raise one ``TrainingError`` on every rank unless every rank passes the same ``value`` (what
+    it read of ``folder``, e.g. a checkpoint's step): ranks that do not share the output folder
+    stop together instead of waiting in a collective. A no-op in one process."""
+    seen = gather_objects(value)
+    odd = [r for r, v in enumerate(seen) if v != seen[0]]
+    if odd:
+        raise TrainingError(f"{SHARED_FS}: rank {odd[0]} sees {what} of {folder} differently from rank 0 "
+                            f"({seen[odd[0]]!r} vs {seen[0]!r})")
+
+
 @contextlib.contextmanager
-def distributed_group(device: torch.device) -> Iterator[bool]:
-    """``init_distributed(device)`` for the ``with`` block, and ``destroy_distributed`` after it if
-    this call created the group; yields whether training runs on several ranks."""
-    created = init_distributed(device)
+def distributed_group(device: torch.device, timeout_minutes: float | None = None) -> Iterator[bool]:
+    """``init_distributed(device, timeout_minutes)`` for the ``with`` block, and
+    ``destroy_distributed`` after it if this call created the group; yields whether training runs
+    on several ranks."""
+    created = init_distributed(device, timeout_minutes)
     try:
         yield is_distributed()
     finally:

@@ -155,6 +155,37 @@ def test_a_nan_on_one_rank_rolls_every_rank_back(faces_a: Path, faces_b: Path, t
     assert _log_steps(model_dir) == ["5", "10", "12"]
 
 
+# Each rank reads its own model folder (DIR/rank<r>): what a rank without the shared filesystem sees.
+FOLDER_PER_RANK = """
+import sys
+from deepfake_cli import runtime
+from deepfake_cli.cli import main
+
+at = sys.argv.index("-o") + 1
+sys.argv[at] = f"{sys.argv[at]}/rank{runtime.rank()}"
+main()
+"""
+
+
+@multiprocess
+def test_a_resume_that_rank_1_cannot_see_stops_every_rank_with_one_clear_error(run_dfk, faces_a: Path,
+                                                                               faces_b: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "m"
+    trained = run_dfk("-q", "train-swap", "-A", faces_a, "-B", faces_b, "-o", model_dir / "rank0", "--preset", "tiny",
+                      "--iterations", "2", "--device", "cpu")  # rank 0's folder has a checkpoint, rank 1's none
+    assert trained.code == 0, trained
+    script = tmp_path / "folder_per_rank.py"
+    script.write_text(FOLDER_PER_RANK)
+    result = torchrun(script, "-q", "train-swap", "-A", faces_a, "-B", faces_b, "-o", model_dir, "--preset", "tiny",
+                      "--iterations", "4", "--device", "cpu")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2, result.stderr[-3000:]  # every rank, one line each, at once
+    assert all("every rank must see the output folder on a shared filesystem: rank 1 sees the checkpoint" in line
+               for line in errors)
+    assert not (model_dir / "rank1").exists()  # rank 1 wrote nothing
+
+
 # --- single-process pieces ------------------------------------------------------------------------
 
 

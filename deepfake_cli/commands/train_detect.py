@@ -24,7 +24,8 @@ from deepfake_cli.errors import InputError
 @click.option("--dataset", type=click.Path(path_type=str), metavar="ROOT",
               help="A labelled dataset: real/+fake/ folders, DFDC metadata.json, FaceForensics++ or a CSV path,label.")
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False), metavar="DETECTOR_DIR",
-              help="Detector directory: model.pt, config.yaml, state.json, metrics.json, plots, face cache.")
+              help="Detector directory: model.pt, config.yaml, state.json, metrics.json, plots, face cache. The "
+                   "same directory again resumes an unfinished run (a finished one is reported).")
 @click.option("--preset", default="convlstm", show_default=True,
               help=f"Named config, one per detector: {', '.join(available_presets('detect'))}.")
 @config_options
@@ -50,7 +51,8 @@ def train_detect(ctx: click.Context, real: tuple[str, ...], fake: tuple[str, ...
 
     Under torchrun each process (rank) trains on its own share of every epoch, train.batch_size
     samples per step on its own GPU (global batch = batch size x ranks); rank 0 alone validates
-    (the others wait for its decision) and writes DETECTOR_DIR.
+    (the others wait for its decision) and writes DETECTOR_DIR, which every rank must see on a
+    shared filesystem.
     """
     if dataset and (real or fake):
         raise InputError("give either --dataset or --real/--fake, not both")

@@ -82,6 +82,9 @@ class TrainConfig:
     monitor: Literal["sequence_auc", "video_auc", "frame_auc"] = "sequence_auc"  # frame_auc: frame models
     synthetic: Literal["none", "sbi"] = "none"  # sbi: also train on self-blended fakes of the real faces
     synthetic_ratio: float = 0.5  # share of the training fakes that are self-blended when real fakes are given
+    nan_lr_factor: float = 0.5  # a non-finite loss rolls back to the last epoch with the learning rate times this
+    max_rollbacks: int = 3  # rollbacks allowed in one run; one more non-finite loss is an error
+    dist_timeout: float = 60.0  # torchrun: minutes a rank may wait for the others (face extraction, validation)
 
 
 @dataclass
@@ -196,6 +199,9 @@ def validate(config: DetectConfig) -> DetectConfig:
         (config.train.workers >= 0, "train.workers must be 0 (main process) or positive"),
         (config.train.log_every >= 1, "train.log_every must be at least 1"),
         (0.0 <= config.train.synthetic_ratio <= 1.0, "train.synthetic_ratio must be in [0, 1]"),
+        (0.0 < config.train.nan_lr_factor < 1.0, "train.nan_lr_factor must be in (0, 1)"),
+        (config.train.max_rollbacks >= 0, "train.max_rollbacks must be 0 or positive"),
+        (config.train.dist_timeout > 0, "train.dist_timeout must be positive (minutes)"),
     ]
     for ok, message in checks:
         if not ok:

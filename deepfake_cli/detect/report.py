@@ -107,4 +107,6 @@ def training_summary(report: dict[str, Any], outdir: str) -> str:
             parts.append(_levels(report["test"], "test"))
         line = (f"train-detect: {'; '.join(parts)} at {threshold} "
                 f"(epoch {report['best_epoch']}/{report['epochs_run']})")
+    if report.get("already_done"):
+        line = line.replace("train-detect: ", "train-detect: already trained in this folder (nothing to do): ", 1)
     return f"{line} -> {outdir}"

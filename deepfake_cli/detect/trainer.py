@@ -22,16 +22,24 @@ With ``train.synthetic: sbi`` every real video also gets a self-blend twin whose
 on the fly (``synthetic``); ``metrics.json`` then has a ``synthetic`` block and each fit names
 the fakes each part used (``fakes``: given, sbi or both).
 
+Running the same call on the same ``outdir`` resumes it from the last complete epoch (``resume``:
+``run.json``, ``resume/`` per fit); a finished run returns its ``metrics.json`` (with
+``already_done``), a folder of other settings is refused. A non-finite loss rolls back to the last
+complete epoch with the learning rate times ``train.nan_lr_factor``, at most
+``train.max_rollbacks`` times.
+
 Under ``torchrun --nproc_per_node=N`` the same call is one data-parallel run (DDP: NCCL on CUDA,
-each rank on its own GPU; gloo on the CPU). Rank 0 extracts and caches the faces first, the other
-ranks read its cache after a barrier. Each epoch every rank trains ``train.batch_size`` samples
-per step on its own share of the same shuffled order (the global batch is N times that); the
-non-finite check is summed over the ranks, so all stop together. Validation and test are scored
-by rank 0 alone on everything while the other ranks wait; rank 0's decision (go on or stop
-early) is broadcast, so every rank runs the same epochs. Only rank 0 writes the detector
-directory (``state.json`` records ``world_size``) and shows progress; every rank returns rank 0's
-report. A long validation keeps the other ranks waiting in a collective: it must end within the
-process group's timeout (torch's default: 10 minutes for NCCL, 30 for gloo).
+each rank on its own GPU; gloo on the CPU), in a process group whose collectives wait at most
+``train.dist_timeout`` minutes. Every rank first reads back the ``run.json`` rank 0 stamped (a
+rank that does not share the output folder stops every rank with one error), then extracts and
+caches the faces of its share of the inputs and, after a barrier, reads them all from the cache.
+Each epoch every rank trains ``train.batch_size`` samples per step on its own share of the same
+shuffled order (the global batch is N times that); the non-finite check is summed over the
+ranks, so all roll back (or stop) together. Validation and test are scored by rank 0 alone on
+everything while the other ranks wait; rank 0's decision (go on or stop early) is broadcast, so
+every rank runs the same epochs. Only rank 0 writes the detector directory (``state.json``
+records ``world_size``; the resume checkpoint holds every rank's random states) and shows
+progress; every rank returns rank 0's report.
 """
 
 from __future__ import annotations
@@ -44,13 +52,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deepfake_cli import __version__
-from deepfake_cli.checkpoint import atomic_path, write_json_atomic, write_text_atomic
-from deepfake_cli.detect import synthetic
+from deepfake_cli.checkpoint import atomic_path, read_json, write_json_atomic, write_text_atomic
+from deepfake_cli.detect import resume, synthetic
 from deepfake_cli.detect.config import DetectConfig, threshold_rule, validate
 from deepfake_cli.detect.data import FaceSamples, loader, to_device
 from deepfake_cli.detect.detector import build_model, describe, save_detector, write_state
@@ -75,6 +84,7 @@ from deepfake_cli.runtime import (
     broadcast_object,
     data_parallel,
     distributed_group,
+    gather_objects,
     rank,
     rank_device,
     seed_everything,
@@ -177,6 +187,10 @@ class _Keeper:
         return better
 
 
+class _NonFinite(Exception):
+    """Non-finite losses in the epoch (their count); ``fit`` rolls back to the last epoch."""
+
+
 class _Epochs:
     """The optimisation loop of one fit: a shuffled DataLoader, augmentation and normalisation on
     the device, and a non-finite guard that syncs with the host only every ``train.log_every``
@@ -207,22 +221,76 @@ class _Epochs:
         self.bad_steps = 0
 
     def _check(self, bad: torch.Tensor) -> None:
-        """Raise once non-finite losses have corrupted training (a host sync; an all-reduce over
-        the ranks, so every rank raises at the same step)."""
+        """Raise ``_NonFinite`` once non-finite losses have corrupted training (a host sync; an
+        all-reduce over the ranks, so every rank raises at the same step)."""
         self.bad_steps += int(all_reduce_sum(bad).item())
         bad.zero_()
         # Without a GradScaler a non-finite loss already poisoned the weights; with one (fp16) the
         # scaler skipped those steps, so a few are tolerated.
         limit = MAX_BAD_STEPS if self.scaler.is_enabled() else 0
         if self.bad_steps > limit:
-            raise TrainingError(f"loss was not finite {self.bad_steps} times; lower train.lr or use "
-                                "train.precision fp32")
+            raise _NonFinite(self.bad_steps)
 
-    def run(self, samples: FaceSamples, progress: bool) -> float:
-        """One epoch over ``samples`` in a fresh seeded order; returns the mean training loss."""
-        if self.batches is None:  # built once: its workers persist across epochs
+    def prepare(self, samples: FaceSamples) -> None:
+        """Build the training DataLoader once (its workers persist across epochs)."""
+        if self.batches is None:
             self.batches = loader(samples, self.config.train.batch_size, self.device, self.config.train.workers,
                                   shuffle=True, seed=self.seed, rank=self.rank, ranks=self.ranks)
+
+    def _sampler(self) -> Any:
+        assert self.batches is not None
+        return self.batches.sampler  # EpochSampler(ShardSampler(RandomSampler))
+
+    def rng_state(self) -> dict[str, Any]:
+        """This rank's random states: global ones, the flips, the shuffle order, the loader's seed
+        and the epoch counter of its sampler."""
+        assert self.batches is not None and self.batches.generator is not None
+        sampler = self._sampler()
+        return resume.global_rng_state(self.device) | {
+            "flips": self.flips.get_state().cpu(), "order": sampler.inner.inner.generator.get_state(),
+            "loader": self.batches.generator.get_state(), "sampler_epoch": int(sampler.epoch)}
+
+    def set_rng_state(self, state: dict[str, Any], own: bool = True) -> None:
+        """Restore ``rng_state``'s result; ``own`` False (another rank's, on a run resumed with
+        more ranks) takes only the shared parts and re-seeds this rank's own streams."""
+        assert self.batches is not None and self.batches.generator is not None
+        sampler = self._sampler()
+        resume.set_global_rng_state(state, self.device)
+        sampler.inner.inner.generator.set_state(state["order"])
+        self.batches.generator.set_state(state["loader"])
+        sampler.epoch = int(state["sampler_epoch"])
+        if own:
+            self.flips.set_state(state["flips"])
+        else:
+            self.flips.manual_seed(self.seed + self.rank + 7919 * sampler.epoch)
+            torch.manual_seed(self.seed + self.rank + 7919 * sampler.epoch)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A CPU copy of weights, optimiser, grad scaler and this rank's random states."""
+        return {"model": resume.cpu_copy(self.model.state_dict()),
+                "optimizer": resume.cpu_copy(self.optimizer.state_dict()),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                "rng": self.rng_state()}
+
+    def restore(self, snapshot: dict[str, Any], rng: dict[str, Any], own: bool = True) -> None:
+        """Back to ``snapshot`` (weights, optimiser, grad scaler) with random states ``rng``."""
+        self.model.load_state_dict(snapshot["model"])
+        self.optimizer.load_state_dict(snapshot["optimizer"])
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.scaler.is_enabled())
+        if self.scaler.is_enabled() and snapshot.get("scaler"):
+            self.scaler.load_state_dict(snapshot["scaler"])
+        self.set_rng_state(rng, own)
+        self.bad_steps = 0
+
+    def set_lr_scale(self, scale: float) -> None:
+        """The learning rate becomes ``train.lr`` times ``scale`` (lowered after a rollback)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.train.lr * scale
+
+    def run(self, samples: FaceSamples, progress: bool) -> float:
+        """One epoch over ``samples`` in a fresh seeded order; returns the mean training loss.
+        Raises ``_NonFinite`` (on every rank at the same step) when the loss was not finite."""
+        self.prepare(samples)
         self.model.train()
         total = torch.zeros((), device=self.device)
         count = 0
@@ -300,14 +368,51 @@ def fit(
     model = apply_weights(build_model(config), start, config.model.weights).to(device)
     epochs = _Epochs(model, config, device, seed, rank(), ranks)
     batch = 2 * train.batch_size
-    history: list[dict[str, Any]] = []
-    best: FitResult | None = None
-    keeper = _Keeper(train.min_delta)
-    bar = tqdm(range(1, train.epochs + 1), desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True)
     train_samples = FaceSamples(store, tracks, train_refs, frame_level, seed, augment=train.augment == "quality")
-    for epoch in bar:
+    epochs.prepare(train_samples)
+    progress_state: dict[str, Any] = {"history": [], "keeper": {"peak": None, "kept": None}, "best_epoch": None,
+                                      "best_score": None, "finished": False, "lr_scale": 1.0, "rollbacks": 0,
+                                      "seconds": 0.0, "world_size": ranks}
+    best_weights: dict[str, torch.Tensor] | None = None
+    best_scores: Scores | None = None
+    done = 0  # the last complete epoch
+    saved = _resume_fit(folder, epochs, desc)
+    if saved is not None:
+        training, progress_state = saved
+        done = int(progress_state["epoch"])
+        best_weights = training.get("best")
+        if training.get("best_probs") is not None:
+            best_scores = _scores(model, tracks, val_refs, training)
+    history: list[dict[str, Any]] = progress_state["history"]
+    keeper = _Keeper(train.min_delta)
+    keeper.peak = -math.inf if progress_state["keeper"]["peak"] is None else progress_state["keeper"]["peak"]
+    keeper.kept = None if progress_state["keeper"]["kept"] is None else tuple(progress_state["keeper"]["kept"])
+    best: FitResult | None = None
+    if writer and progress_state["best_epoch"] is not None:
+        assert best_weights is not None
+        best = FitResult(folder, partition, progress_state["best_epoch"], done, tuple(progress_state["best_score"]),
+                         data, history, best_weights, seed, val_scores=best_scores, fakes=fakes, world_size=ranks)
+    lr_scale, rollbacks = float(progress_state["lr_scale"]), int(progress_state["rollbacks"])
+    seconds_before = float(progress_state["seconds"])
+    good = epochs.snapshot()  # what a non-finite loss rolls back to
+    epoch = done + 1
+    bar = tqdm(total=train.epochs, initial=done, desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True)
+    while epoch <= train.epochs and not progress_state["finished"]:
         tick = time.perf_counter()
-        train_loss = epochs.run(train_samples, progress)
+        try:
+            train_loss = epochs.run(train_samples, progress)
+        except _NonFinite as exc:  # every rank gets here at the same step (the count is all-reduced)
+            rollbacks += 1
+            if rollbacks > train.max_rollbacks:
+                raise TrainingError(f"loss was not finite ({exc.args[0]} steps in epoch {epoch}) after "
+                                    f"{train.max_rollbacks} rollbacks with a lower learning rate; lower train.lr "
+                                    "or use train.precision fp32") from None
+            lr_scale *= train.nan_lr_factor
+            epochs.restore(good, good["rng"])
+            epochs.set_lr_scale(lr_scale)
+            log.warning("%s: loss was not finite in epoch %d: rolled back to epoch %d, learning rate x%.3g "
+                        "(rollback %d of %d)", desc, epoch, done, lr_scale, rollbacks, train.max_rollbacks)
+            continue
         stop = False
         if writer:  # rank 0 validates on everything; the other ranks wait for its decision
             scores = score_windows(model, store, tracks, val_refs, device, epochs.dtype, batch, train.workers)
@@ -329,7 +434,22 @@ def fit(
                 log.info("%s: no validation improvement for %d epochs; stopping at epoch %d", desc, train.patience,
                          epoch)
                 stop = True
-        if broadcast_object(stop):  # every rank stops after the same epoch
+        stop = broadcast_object(stop)  # every rank stops after the same epoch
+        good = epochs.snapshot()
+        rngs = gather_objects(good["rng"])  # every rank's random states, for rank 0 to save
+        if writer:
+            assert best is not None
+            progress_state |= {"history": history, "keeper": {"peak": keeper.peak if math.isfinite(keeper.peak)
+                                                              else None, "kept": keeper.kept},
+                               "best_epoch": best.best_epoch, "best_score": list(best.score),
+                               "finished": stop or epoch == train.epochs, "lr_scale": lr_scale,
+                               "rollbacks": rollbacks, "world_size": ranks,
+                               "seconds": round(seconds_before + time.perf_counter() - started, 3)}
+            resume.save_resume(folder, epoch, _training_record(good, rngs, best), progress_state)
+        done = epoch
+        epoch += 1
+        bar.update(1)
+        if stop:
             break
     bar.close()
     if not writer:
@@ -346,9 +466,49 @@ def fit(
         per_method = method_metrics(tracks, best.test_scores, best.threshold)
         if per_method:
             best.test["per_method"] = per_method
-    best.seconds = time.perf_counter() - started
+    best.seconds = seconds_before + time.perf_counter() - started
     _finish(best, tracks, config)
     return best
+
+
+def _training_record(snapshot: dict[str, Any], rngs: list[dict[str, Any]], best: FitResult) -> dict[str, Any]:
+    """``training.pt`` of the resume checkpoint: weights, optimiser, grad scaler, every rank's
+    random states, and the best epoch's weights and validation scores."""
+    assert best.val_scores is not None
+    scores = best.val_scores
+    return {"model": snapshot["model"], "optimizer": snapshot["optimizer"], "scaler": snapshot["scaler"],
+            "rng": rngs, "best": best.best_state, "best_probs": torch.from_numpy(np.asarray(scores.window_probs)),
+            "best_frame_probs": None if scores.frame_probs is None else torch.from_numpy(np.asarray(scores.frame_probs))}
+
+
+def _scores(model: DetectorNet, tracks: list[FaceTrack], val_refs: list[SequenceRef],
+            training: dict[str, Any]) -> Scores:
+    """The best epoch's validation scores as saved (the windows and faces are ``score_windows``')."""
+    probs = training["best_probs"].numpy()
+    if training.get("best_frame_probs") is None:
+        return Scores(val_refs, probs)
+    keys = list(dict.fromkeys((ref.track, p) for ref in val_refs for p in ref.positions))
+    return Scores(val_refs, probs, keys, training["best_frame_probs"].numpy())
+
+
+def _resume_fit(folder: Path, epochs: _Epochs, desc: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Load ``folder``'s resume checkpoint into ``epochs`` on every rank, once every rank has shown
+    that it reads the same one; returns (``training.pt``, ``progress.json``) or None to start afresh."""
+    view = resume.resume_view(folder)
+    saved = resume.load_resume(folder) if view is not None else None
+    resume.same_on_every_rank(None if saved is None else (view, saved[1]["epoch"]), "the resume checkpoint", folder)
+    if saved is None:
+        return None
+    training, progress_state = saved
+    rngs = training["rng"]
+    own = epochs.rank < len(rngs)
+    epochs.restore(training, rngs[epochs.rank] if own else rngs[0], own)
+    epochs.set_lr_scale(float(progress_state["lr_scale"]))
+    if int(progress_state.get("world_size", 1)) != epochs.ranks:
+        log.warning("%s: resuming a run of %s rank(s) on %d: the global batch changes, so the numbers will differ "
+                    "from an uninterrupted run", desc, progress_state.get("world_size"), epochs.ranks)
+    log.info("%s: resuming after epoch %d (%s)", desc, progress_state["epoch"], folder / resume.RESUME_DIR)
+    return training, progress_state
 
 
 def _choose_threshold(result: FitResult, tracks: list[FaceTrack], config: DetectConfig) -> None:
@@ -417,27 +577,65 @@ def train_detector(
         raise InputError(f"--folds must be at least 1, got {folds}")
     folder = Path(outdir)
     torch_device = rank_device(device)  # under torchrun: cuda:LOCAL_RANK, or the CPU
-    with distributed_group(torch_device):
+    record = resume.run_record(items, config, seed, folds)
+    with distributed_group(torch_device, config.train.dist_timeout):
         writer = rank() == 0
-        # Rank 0 goes first wherever files are written (a weights download, the face cache); the
-        # other ranks read what it left there once it is done.
-        if writer:
-            start, source, tracks, skipped = _faces(items, folder, config, torch_device, progress)
-        barrier()
-        if not writer:
-            start, source, tracks, skipped = _faces(items, folder, config, torch_device, False)
+        # Rank 0 decides whether this is a new run, a resume or a finished run; a refusal reaches
+        # every rank, so none is left waiting in a collective.
+        outcome: tuple[str, str] | str
+        try:
+            outcome = resume.claim(folder, record) if writer else ("", "")
+        except InputError as exc:
+            outcome = str(exc)
+        outcome = broadcast_object(outcome)
+        if isinstance(outcome, str):
+            raise InputError(outcome)
+        status, token = outcome
+        # every rank reads the run.json rank 0 just stamped, before any work: a rank that does not
+        # share rank 0's filesystem stops here, with every other rank
+        resume.same_on_every_rank(token if writer else resume.session_seen(folder), resume.RUN_FILE, folder)
+        if status == "done":
+            report = read_json(folder / METRICS_FILE) if writer else {}
+            report = broadcast_object(report)
+            log.info("%s: this run is finished (%s says done); nothing to train. Give another output folder "
+                        "to train again", folder, resume.RUN_FILE)
+            return report | {"already_done": True}
+        if status == "training" and writer:
+            log.warning("%s: resuming the unfinished run in this folder", folder)
+        start, source, tracks, skipped = _faces(items, folder, config, torch_device, progress and writer)
         report = _train(items, folder, config, torch_device, seed, folds, progress and writer, start, source, tracks,
                         skipped)
+        if writer:
+            resume.mark_done(folder)
         report = broadcast_object(report)  # rank 0's, on every rank
     return report
 
 
 def _faces(items: list[LabelledInput], folder: Path, config: DetectConfig, torch_device: torch.device,
            progress: bool) -> tuple[dict[str, torch.Tensor] | None, FaceSource, list[FaceTrack], list[dict[str, str]]]:
-    """The initial weights (``model.weights``), the face source and the labelled inputs' tracks."""
-    start = initial_weights(config)  # before any face extraction: a missing weights file fails fast
+    """The initial weights (``model.weights``), the face source and the labelled inputs' tracks.
+
+    Under torchrun rank 0 first fetches the initial weights (a download), then every rank extracts
+    and caches the faces of its own share of the inputs (every ``world_size``-th); after a barrier
+    every rank reads all of them from the cache. The counts of extracted and reused faces are
+    summed over the ranks."""
+    writer, ranks = rank() == 0, world_size()
+    if writer:
+        start = initial_weights(config)  # before any face extraction: a missing weights file fails fast
+    barrier()
+    if not writer:
+        start = initial_weights(config)
     folder.mkdir(parents=True, exist_ok=True)
     source = FaceSource(folder / CACHE_DIR, config.faces, torch_device.type)
+    if ranks > 1:
+        source.labelled(items[rank()::ranks], progress)
+        counts = all_reduce_sum(torch.tensor([source.extracted, source.reused], dtype=torch.float64,
+                                             device=torch_device)).tolist()
+        barrier()
+        source.extracted, source.reused = 0, 0
+        tracks, skipped = source.labelled(items, False)
+        source.extracted, source.reused = int(counts[0]), int(counts[1])
+        return start, source, tracks, skipped
     tracks, skipped = source.labelled(items, progress)
     return start, source, tracks, skipped
 

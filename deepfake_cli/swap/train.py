@@ -46,6 +46,7 @@ from deepfake_cli.runtime import (
     is_distributed,
     rank,
     rank_device,
+    same_on_every_rank,
     world_size,
 )
 from deepfake_cli.swap.data import FaceSet, load_faces, model_coverage
@@ -221,7 +222,10 @@ class _Run:
         if self.writer:
             self.store.wait()  # a background save in flight finishes first
         barrier()
-        self.step = restore(self.trainer, self.store.load())
+        checkpoint = load_everywhere(self.store)
+        if checkpoint is None:
+            raise CheckpointError("no checkpoint to roll back to", str(self.store.folder))
+        self.step = restore(self.trainer, checkpoint)
         self.trainer.set_lr_scale(scale)
         if self.log is not None:
             self.log.truncate(self.step)
@@ -339,6 +343,22 @@ def apply_init(trainer: SwapTrainer, source: InitSource) -> None:
     log.info("new model starts from %s (step %d): %s", source.folder, source.step, loaded)
 
 
+def load_everywhere(store: ModelStore) -> Checkpoint | None:
+    """The model folder's checkpoint (None without one), read by every rank, which then compare
+    the step they read: a rank that does not share rank 0's folder (or reads another checkpoint)
+    stops every rank with one error instead of leaving them waiting. A failure to load stops every
+    rank alike."""
+    try:
+        checkpoint = store.load() if store.has_checkpoint else None
+        seen: object = None if checkpoint is None else checkpoint.step
+    except CheckpointError as exc:
+        checkpoint, seen, failure = None, f"unloadable: {exc}", exc
+    same_on_every_rank(seen, "the checkpoint", store.folder)
+    if isinstance(seen, str):
+        raise failure
+    return checkpoint
+
+
 def restore(trainer: SwapTrainer, checkpoint: Checkpoint) -> int:
     """Load a checkpoint into ``trainer``; returns its step."""
     trainer.load_model_state(checkpoint.model, MODEL_FILE)
@@ -406,7 +426,7 @@ def train_swap(faces_a: str | Path, faces_b: str | Path, model_dir: str | Path, 
         if init is not None:
             apply_init(trainer, init)
             init_record, init = init.record(), None  # let the source's tensors go
-        checkpoint = store.load() if store.has_checkpoint else None  # every rank reads it
+        checkpoint = load_everywhere(store)  # every rank reads it
         if checkpoint is not None:
             init_record = checkpoint.info.get("init_from")  # a resumed model keeps what it started from
             saved_ranks = int(checkpoint.info.get("world_size", 1))
