@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from deepfake_cli.config import load_config
+from deepfake_cli.detect.detector import replace_state
 from deepfake_cli.detect import DetectConfig, Detector, read_dataset, train_detector
 from detect_faces import relabel_split, write_dataset
 
@@ -103,7 +104,7 @@ def test_the_stored_threshold_labels_detect_output(run_dfk, csv: Path, tmp_path:
     probs = [r["probability"] for r in document["results"]]
     # a threshold between the two scores, written where train-detect stores it, decides the labels
     state["threshold"] = round(float(np.mean(probs)), 6)
-    (tmp_path / "det" / "state.json").write_text(json.dumps(state))
+    replace_state(tmp_path / "det", state)
     assert Detector(tmp_path / "det", device="cpu").threshold == state["threshold"]
     document = json.loads(run_dfk("-q", "detect", *videos, "-m", tmp_path / "det", "--device", "cpu").out)
     assert document["threshold"] == state["threshold"]
