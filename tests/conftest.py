@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterator
 
@@ -14,6 +15,14 @@ from deepfake_cli.media.synthetic import Clip, make_clip, write_clip
 CLIP_FRAMES = 30
 CLIP_SIZE = (320, 240)
 FIXTURE_FACE_SIZE = 128
+
+
+@pytest.fixture(autouse=True)
+def _dfk_logs_reach_caplog() -> Iterator[None]:
+    """A CLI run in this process stops the ``deepfake_cli`` logger propagating (its own handler
+    prints instead); restore it so later tests' ``caplog`` sees dfk's log records."""
+    yield
+    logging.getLogger("deepfake_cli").propagate = True
 
 
 @pytest.fixture(scope="session")
