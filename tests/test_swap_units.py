@@ -226,7 +226,9 @@ def test_learning_rate_warms_up_then_follows_the_cosine(faces_a: Path, tmp_path:
 def test_load_faces_with_alignments(faces_a: Path) -> None:
     faces = load_faces(faces_a, 32, device="cpu")
     assert faces.images.dtype == torch.uint8 and faces.images.shape == (len(faces), 3, 32, 32)
-    assert faces.weights is not None and float(faces.weights.max()) == 3.0
+    assert faces.weights is not None and faces.weights.dtype == torch.uint8  # region codes (compact store)
+    _, weights, hulls = faces.gather(torch.arange(len(faces)))
+    assert weights.dtype == torch.float32 and float(weights.max()) == 3.0 and hulls.dtype == torch.uint8
     assert faces.alignments is not None and len(faces) == len(faces.alignments.faces)
 
 
