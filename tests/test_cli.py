@@ -23,13 +23,24 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert done.returncode == 0 and __version__ in done.stdout
 
 
-def test_cuda_on_a_machine_without_one_is_a_clear_error(run_dfk, tmp_path) -> None:
+def test_cuda_on_a_machine_without_one_is_a_clear_error(run_dfk, tmp_path, monkeypatch) -> None:
+    """Runs on every host: a CUDA host is made to look GPU-less, so the message is always checked."""
     import torch
 
-    if torch.cuda.is_available():
-        return
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = run_dfk("--device", "cuda", "extract", tmp_path, "-o", tmp_path / "out")
-    assert result.code != 0 and "no CUDA GPU" in result.err
+    assert result.code != 0 and "no CUDA GPU" in result.err, result
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_gpu_index_past_the_last_gpu_is_a_clear_error(run_dfk, tmp_path, monkeypatch) -> None:
+    """``cuda:N`` past the GPUs present names the ones there are (checked on any host, CUDA or not)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    result = run_dfk("--device", "cuda:3", "extract", tmp_path, "-o", tmp_path / "out")
+    assert result.code != 0 and "this machine has 1 CUDA GPU(s): cuda:0" in result.err, result
 
 
 def test_every_listed_command_loads_and_has_help(run_dfk) -> None:

@@ -85,3 +85,38 @@ def test_fold_summary_is_mean_and_std() -> None:
 def test_mismatched_lengths_are_refused() -> None:
     with pytest.raises(ValueError):
         metrics.auc([0, 1], [0.5])
+
+
+def _score_sets() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Random scores, heavily tied scores (few distinct values) and scores rounded to 2 decimals."""
+    rng = np.random.default_rng(7)
+    sets = [("hand", np.asarray(LABELS), np.asarray(SCORES, dtype=np.float64))]
+    for i, n in enumerate((10, 57, 400)):
+        labels = rng.integers(0, 2, n)
+        labels[:2] = (0, 1)
+        sets.append((f"random{n}", labels, rng.random(n)))
+        sets.append((f"tied{n}", labels, rng.integers(0, 4 + i, n) / (4.0 + i)))
+        sets.append((f"rounded{n}", labels, np.round(np.clip(rng.normal(0.4 + 0.2 * labels, 0.2), 0, 1), 2)))
+    return sets
+
+
+@pytest.mark.parametrize("name,labels,scores", _score_sets(), ids=[s[0] for s in _score_sets()])
+def test_ranking_metrics_match_scikit_learn(name: str, labels: np.ndarray, scores: np.ndarray) -> None:
+    """AUC, the ROC points, AP and EER against scikit-learn (a dev dependency), ties included.
+    Tolerance 1e-12: both sum the same float64 terms, in a different order at most."""
+    sk = pytest.importorskip("sklearn.metrics")
+    from scipy.interpolate import interp1d
+    from scipy.optimize import brentq
+
+    assert metrics.auc(labels, scores) == pytest.approx(sk.roc_auc_score(labels, scores), abs=1e-12)
+    assert metrics.average_precision(labels, scores) == pytest.approx(
+        sk.average_precision_score(labels, scores), abs=1e-12)
+    fpr, tpr, thresholds = sk.roc_curve(labels, scores, drop_intermediate=False)
+    curve = metrics.roc_curve(labels, scores)
+    np.testing.assert_allclose(curve.fpr, fpr, atol=1e-12)
+    np.testing.assert_allclose(curve.tpr, tpr, atol=1e-12)
+    np.testing.assert_array_equal(curve.thresholds[1:], thresholds[1:])
+    # EER (scikit-learn has none): the usual recipe on scikit-learn's curve, 1 - TPR = FPR solved
+    # on the piecewise-linear ROC; only the rate is compared (the threshold is dfk's own convention)
+    rate = brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0, xtol=1e-14)
+    assert metrics.eer(labels, scores)[0] == pytest.approx(rate, abs=1e-9)

@@ -238,13 +238,15 @@ def test_a_cut_to_another_person_in_the_same_place_is_not_followed(backend, refe
     assert run() == [1] * 6
 
 
-def test_a_lone_reference_person_costs_a_descriptor_per_full_search_only(backend, references) -> None:
+def test_a_lone_reference_person_costs_a_descriptor_per_full_search_and_few_checks(backend, references) -> None:
+    """A lone person moving and relit: a descriptor per full search, and a check only where the
+    aligned look moves away from the last verified one (measured: 2 checks in 20 frames)."""
     frames = make_clip(REFERENCE, 20, (320, 240), seed=3).frames
     matcher = IdentityMatcher.from_reference(references[REFERENCE], backend)
     before = matcher.computed
     locator = DetectingLocator(backend, redetect=10, matcher=matcher)
     assert all(len(locator(Path("alone.mp4"), t, frame)) == 1 for t, frame in enumerate(frames))
-    assert locator.full_searches == 2 and matcher.computed - before == 2
+    assert locator.full_searches == 2 and 2 <= matcher.computed - before <= 5
 
 
 def _decoded(video: Path) -> np.ndarray:
@@ -336,3 +338,67 @@ def test_detect_cli_scores_the_reference_person(run_dfk, clips, references, tmp_
     failed = run_dfk("-q", "detect", video, "-m", model, "--reference", references["blank"])
     lines = [line for line in failed.err.splitlines() if line.strip()]
     assert failed.code != 0 and len(lines) == 1 and lines[0].startswith("error: no face found in the --reference")
+
+
+def _dissolve(alphas: list[float], x: float = 320) -> list[np.ndarray]:
+    """Frames of the reference blended with the other person at the same place: ``alpha`` of the other."""
+    reference = _scene([Pasted(REFERENCE, 120, x, 180)]).astype(np.float32)
+    other = _scene([Pasted(OTHER, 120, x, 180)]).astype(np.float32)
+    return [np.clip((1 - a) * reference + a * other + 0.5, 0, 255).astype(np.uint8) for a in alphas]
+
+
+def _truth(backend, matcher: IdentityMatcher, frames: list[np.ndarray]) -> list[float]:
+    """Each frame's (one) face's distance to the reference, from a whole-frame detection."""
+    return [matcher.distance(frame, backend.detect(frame)[0]) for frame in frames]
+
+
+def _followed_only_when_it_matches(found: list[int], truth: list[float], threshold: float) -> None:
+    for t, (count, distance) in enumerate(zip(found, truth, strict=True)):
+        if distance >= threshold + 0.02:  # a full check says someone else: never swapped
+            assert count == 0, (t, distance, found)
+        elif distance < threshold - 0.02:  # clearly the reference: followed
+            assert count == 1, (t, distance, found)
+
+
+def test_a_slow_dissolve_to_another_person_in_the_same_place_does_not_drift(backend, references) -> None:
+    """30 frames cross-dissolving from the reference to the other person, in place: each frame looks
+    almost like the last, so only a look kept from the last descriptor check (not refreshed every
+    frame) and a check whenever the match was close notice the drift."""
+    frames = _dissolve([t / 29 for t in range(30)])
+    matcher = IdentityMatcher.from_reference(references[REFERENCE], backend)
+    truth = _truth(backend, matcher, frames)
+    assert truth[0] < 0.3 and truth[-1] > matcher.threshold + 0.05  # the scene does cross over
+    crossing = next(t for t, d in enumerate(truth) if d >= matcher.threshold)
+    assert 5 < crossing < 25
+    for redetect in (10, 30):  # the default, and a full search only on the first frame
+        locator = DetectingLocator(backend, redetect=redetect, matcher=matcher)
+        found = [len(locator(Path("dissolve.mp4"), t, frame)) for t, frame in enumerate(frames)]
+        _followed_only_when_it_matches(found, truth, matcher.threshold)
+        assert found[:crossing - 3] == [1] * (crossing - 3)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.45, 0.6, 0.8])
+def test_a_cut_to_a_look_alike_is_followed_only_if_it_matches(backend, references, alpha: float) -> None:
+    """Look-alikes: blends of the two people (``alpha`` of the other) cut in after the reference, in the
+    same place and moving on; followed exactly where a full descriptor check would take them."""
+    frames = _dissolve([0.0] * 3) + [_dissolve([alpha], x=320 + 2 * t)[0] for t in range(7)]
+    matcher = IdentityMatcher.from_reference(references[REFERENCE], backend)
+    truth = _truth(backend, matcher, frames)
+    locator = DetectingLocator(backend, redetect=10, matcher=matcher)
+    found = [len(locator(Path("lookalike.mp4"), t, frame)) for t, frame in enumerate(frames)]
+    _followed_only_when_it_matches(found, truth, matcher.threshold)
+    assert found[:3] == [1, 1, 1]
+
+
+def test_the_threshold_is_dlibs_pairwise_distance_passed_by_half_the_reference_faces() -> None:
+    """--reference-distance is applied as documented: to the median of the pairwise distances to the
+    reference's faces, not to the distance to their mean (which an average makes smaller for anybody)."""
+    rng = np.random.default_rng(0)
+    faces = rng.normal(0, 0.04, (9, 128))  # one person's faces around the origin (pairwise ~0.8 apart)
+    matcher = IdentityMatcher(faces.mean(axis=0), 0.6, len(faces), faces)
+    stranger = rng.normal(0, 0.04, 128)
+    pairwise = np.linalg.norm(faces - stranger, axis=1)
+    assert matcher.distance_of(stranger) == pytest.approx(float(np.median(pairwise)))
+    assert np.linalg.norm(stranger - faces.mean(axis=0)) < 0.6 < matcher.distance_of(stranger)
+    single = IdentityMatcher(faces[0], 0.6)
+    assert single.distance_of(stranger) == pytest.approx(float(pairwise[0]))

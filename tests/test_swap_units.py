@@ -226,7 +226,9 @@ def test_learning_rate_warms_up_then_follows_the_cosine(faces_a: Path, tmp_path:
 def test_load_faces_with_alignments(faces_a: Path) -> None:
     faces = load_faces(faces_a, 32, device="cpu")
     assert faces.images.dtype == torch.uint8 and faces.images.shape == (len(faces), 3, 32, 32)
-    assert faces.weights is not None and float(faces.weights.max()) == 3.0
+    assert faces.weights is not None and faces.weights.dtype == torch.uint8  # region codes (compact store)
+    _, weights, hulls = faces.gather(torch.arange(len(faces)))
+    assert weights.dtype == torch.float32 and float(weights.max()) == 3.0 and hulls.dtype == torch.uint8
     assert faces.alignments is not None and len(faces) == len(faces.alignments.faces)
 
 
@@ -267,3 +269,29 @@ def test_presets_load(tmp_path: Path) -> None:
     kinds = {name: swap_config(tmp_path, name).model for name in ("tiny", "tiny-gan", "original", "gan")}
     assert kinds["tiny"].size <= 64 and kinds["tiny-gan"].kind == "gan"
     assert kinds["original"].size == 64 and kinds["gan"].size == 128 and kinds["gan"].attention_at
+
+
+def test_ssim_matches_scikit_image() -> None:
+    """SSIM against skimage.metrics.structural_similarity with the same settings (Gaussian window,
+    sigma 1.5, 11 taps, population covariance, data range 1, channels averaged).
+
+    skimage averages the SSIM map without its 5-pixel border; there dfk's map agrees to 1e-5 (float32
+    sums). dfk keeps the border, padded by whole-sample reflection where skimage's filter repeats the
+    edge pixel, so the whole-image figure differs from the mean of skimage's full map by < 1e-3."""
+    from skimage import data
+    from skimage.metrics import structural_similarity
+    from skimage.transform import resize
+
+    rng = np.random.default_rng(0)
+    astronaut = resize(data.astronaut(), (96, 96), anti_aliasing=True).astype(np.float32)
+    coffee = resize(data.coffee(), (96, 96), anti_aliasing=True).astype(np.float32)
+    pairs = [(astronaut, np.clip(astronaut + rng.normal(0, 0.08, astronaut.shape), 0, 1).astype(np.float32)),
+             (astronaut, coffee), (astronaut, astronaut * 0.7 + 0.1), (coffee, coffee)]
+    as_batch = lambda image: torch.from_numpy(image).permute(2, 0, 1)[None]  # noqa: E731
+    for x, y in pairs:
+        reference, full = structural_similarity(x, y, data_range=1.0, channel_axis=2, gaussian_weights=True,
+                                                sigma=1.5, use_sample_covariance=False, full=True)
+        luminance, contrast_structure = losses._ssim_parts(as_batch(x), as_batch(y), 11, 1.5)
+        ssim_map = (luminance * contrast_structure)[0].permute(1, 2, 0).numpy()
+        assert float(ssim_map[5:-5, 5:-5].mean()) == pytest.approx(float(reference), abs=1e-5)
+        assert float(losses.ssim(as_batch(x), as_batch(y))) == pytest.approx(float(full.mean()), abs=1e-3)

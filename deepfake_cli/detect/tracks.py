@@ -157,6 +157,7 @@ class FaceSource:
         matcher = self.matcher()
         if matcher is not None:  # another person's faces: another folder (no key changes without one)
             key["reference"] = [round(float(v), 3) for v in matcher.reference] + [matcher.threshold]
+            key["reference_match"] = f"median of {len(matcher.descriptors)} pairwise distances"
         identity = json.dumps(key, sort_keys=True)
         return self.cache_dir / f"{path.stem}-{hashlib.sha1(identity.encode()).hexdigest()[:12]}"
 

@@ -17,12 +17,14 @@ def mask_coverage(model: SwapModel, faces: FaceSet, direction: str = "a2b") -> f
     with landmarks (``alignments.json``); the faces must be at the model's size and coverage."""
     if model.kind != "gan":
         raise InputError(f"a {model.kind} model predicts no mask; mask coverage needs a gan model")
-    if faces.hulls is None:
+    if not faces.has_hulls:
         raise InputError("mask coverage needs face landmarks (alignments.json)", str(faces.folder))
     inside = total = 0.0
     for start in range(0, len(faces), BATCH):
-        images = faces.images[start:start + BATCH].float() / 255.0
-        hulls = faces.hulls[start:start + BATCH].to(model.device, torch.float32)
+        index = torch.arange(start, min(start + BATCH, len(faces)), device=faces.target_device)
+        images, _, hulls = faces.gather(index)
+        assert hulls is not None
+        images, hulls = images.float() / 255.0, hulls.to(model.device, torch.float32)
         _, mask = model.swap(images, direction)
         assert mask is not None
         inside += float((mask * hulls).sum())

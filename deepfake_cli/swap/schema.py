@@ -122,6 +122,7 @@ class TrainConfig:
     preview_faces: int = 8
     nan_lr_factor: float = 0.5  # learning-rate factor after a NaN/inf rollback
     max_rollbacks: int = 3
+    stream: bool = False  # faces stay in host memory (pinned on a GPU); each step's batch is gathered and copied
 
 
 @dataclass

@@ -162,7 +162,8 @@ class _Run:
                                writer=tensorboard_writer(store.folder / TENSORBOARD_DIR)) if writer else None
         self.rollbacks = 0
         count = self.config.train.preview_faces
-        self.preview_faces = {side: _spread(trainer.faces[side].images, count) for side in SIDES} if writer else {}
+        self.preview_faces = ({side: _spread(trainer.faces[side].images, count).to(trainer.device) for side in SIDES}
+                              if writer else {})
 
     def save(self, seconds: float, background: bool = True) -> None:
         """Checkpoint the current step (``seconds``: training time of this session so far); rank 0 only."""
@@ -419,7 +420,8 @@ def train_swap(faces_a: str | Path, faces_b: str | Path, model_dir: str | Path, 
         writer, ranks = rank() == 0, world_size()
         loss = config.loss
         faces = {side: load_faces(folder, config.model.size, config.data.crop, loss.eye, loss.mouth, torch_device,
-                                  loss.background) for side, folder in zip(SIDES, (faces_a, faces_b), strict=True)}
+                                  loss.background, config.train.stream)
+                 for side, folder in zip(SIDES, (faces_a, faces_b), strict=True)}
         _check_coverages(faces)
         trainer = SwapTrainer(config, faces, torch_device, seed, rank=rank())
         init_record = None

@@ -120,7 +120,7 @@ class SwapTrainer:
         """
         self.config, self.faces, self.device, self.rank = config, faces, device, rank
         self.terms = active_terms(config)
-        if "mask_face" in self.terms and any(faces[side].hulls is None for side in SIDES):
+        if "mask_face" in self.terms and any(not faces[side].has_hulls for side in SIDES):
             log.warning("loss.mask_face needs landmarks (alignments.json) for both face sets: term off")
             self.terms = tuple(t for t in self.terms if t != "mask_face")
         self.perceptual: PerceptualLoss | None = None
