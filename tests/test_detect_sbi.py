@@ -198,3 +198,17 @@ def test_sequence_masks_follow_a_rotating_zooming_face(face) -> None:
         level = 0.5 * sequence.base.ratio
         got, want = mask > level, expected > level
         assert (got & want).sum() / (got | want).sum() > 0.9
+
+
+def test_a_grey_photo_gives_grey_fakes_so_colour_never_marks_the_fake(face) -> None:
+    image, landmarks = face
+    grey = np.repeat(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    tinted = 0
+    for seed in range(12):
+        result = sbi.self_blend(grey, landmarks, seed)
+        spread = result.fake.max(axis=-1).astype(int) - result.fake.min(axis=-1).astype(int)
+        assert spread.max() <= 3, f"seed {seed}: a grey photo's fake has colour ({result.params.channel_shift})"
+        tinted += int(np.ptp(result.params.channel_shift) > 0.01)
+    assert tinted >= 6  # the drawn shifts were per-channel: the grey rule, not luck, kept them grey
+    colour = sbi.self_blend(image, landmarks, 0)
+    assert not sbi.is_grey(colour.fake) and sbi.is_grey(grey) and not sbi.is_grey(image)

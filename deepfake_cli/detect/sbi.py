@@ -272,13 +272,28 @@ def _misaligned(image: np.ndarray, landmarks: np.ndarray, params: SBIParams, roi
 
 
 def shift_colour(rgb: np.ndarray, params: SBIParams) -> np.ndarray:
-    """Hue, saturation, contrast, brightness and per-channel shifts of a float32 0..1 RGB image."""
+    """Hue, saturation, contrast, brightness and per-channel shifts of a float32 0..1 RGB image.
+
+    A grey image stays grey (its channel shifts are averaged): a tint would mark the fake by a
+    colour its real twin never has, and a detector trained on grey photographs would learn
+    "colour means fake"."""
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
     hsv[..., 0] = np.mod(hsv[..., 0] + params.hue, 360.0)
     hsv[..., 1] = np.clip(hsv[..., 1] * params.saturation, 0.0, 1.0)
     out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    out = (out - 0.5) * params.contrast + 0.5 + params.brightness + np.asarray(params.channel_shift, np.float32)
+    shift = np.asarray(params.channel_shift, np.float32)
+    if is_grey(rgb):
+        shift = np.full_like(shift, shift.mean())
+    out = (out - 0.5) * params.contrast + 0.5 + params.brightness + shift
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def is_grey(rgb: np.ndarray, tolerance: float = 2.0 / 255.0) -> bool:
+    """Whether a 0..1 float (or uint8) RGB image has no colour: every pixel's channels within
+    ``tolerance`` (in 0..1 units) of each other."""
+    scale = 255.0 if rgb.dtype == np.uint8 else 1.0
+    spread = rgb.max(axis=-1).astype(np.float32) - rgb.min(axis=-1).astype(np.float32)
+    return float(spread.max()) <= tolerance * scale
 
 
 def degrade(rgb: np.ndarray, params: SBIParams, iod: float) -> np.ndarray:
