@@ -211,19 +211,12 @@ def sha256_file(path: str | Path) -> str:
 
 def _link_or_copy(source: Path, target: Path) -> None:
     """Put ``source``'s content at ``target`` atomically: a hard link where the filesystem has them."""
-    tmp = new_temp_file(target)
-    try:
+    with atomic_path(target) as tmp:
         tmp.unlink()
         try:
             os.link(source, tmp)
         except OSError:
             shutil.copyfile(source, tmp)
-            fsync_file(tmp)
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @dataclass

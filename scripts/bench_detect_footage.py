@@ -40,10 +40,8 @@ import argparse
 import csv
 import hashlib
 import json
-import logging
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -54,7 +52,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_detect_generalization import auc_of, extract_each, train_generator, write_csv  # noqa: E402
+from bench_detect_generalization import auc_of, extract_each, run_in_work_folder, train_generator, write_csv  # noqa: E402
 from deepfake_cli.config import load_config  # noqa: E402
 from deepfake_cli.convert import ConvertOptions  # noqa: E402
 from deepfake_cli.detect import DetectConfig, Detector, read_dataset, train_detector  # noqa: E402
@@ -64,7 +62,6 @@ from deepfake_cli.make_dataset import make_dataset  # noqa: E402
 from deepfake_cli.media.sources import media_frames  # noqa: E402
 from deepfake_cli.media.synthetic import make_clip  # noqa: E402
 from deepfake_cli.media.video import VideoWriter  # noqa: E402
-from deepfake_cli.runtime import configure_threads  # noqa: E402
 
 WOMAN, MAN = "WolfgangLanger_Pexels.mp4", "single_face.mp4"
 MAN_OTHER = (("face_noface.mov", slice(0, 40)), ("noface_face.mov", slice(129, 169)))
@@ -230,12 +227,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.footage / "manifest.json").is_file():
         sys.exit(f"error: no footage in {args.footage}; run python scripts/fetch_footage.py first")
-    logging.basicConfig(level=logging.WARNING)
-    configure_threads(args.threads)
-    with tempfile.TemporaryDirectory() as scratch:
-        work = args.work or Path(scratch)
-        work.mkdir(parents=True, exist_ok=True)
-        run(args, work)
+    run_in_work_folder(args, run)
 
 
 def run(args: argparse.Namespace, work: Path) -> None:

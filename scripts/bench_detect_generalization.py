@@ -62,7 +62,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -203,6 +203,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    run_in_work_folder(args, run)
+
+
+def run_in_work_folder(args: argparse.Namespace, run: Callable[[argparse.Namespace, Path], None]) -> None:
+    """``run(args, work)`` with warnings-only logging and ``args.threads``, in ``args.work`` (kept, so
+    re-runs reuse it) or a temporary folder."""
     logging.basicConfig(level=logging.WARNING)
     configure_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
