@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from deepfake_cli.errors import ConfigError
 from deepfake_cli.faces import create_backend
 from deepfake_cli.media.synthetic import Clip, load_still, write_clip
-from deepfake_cli.media.video import VideoReader, audio_codec, ffmpeg_exe, has_audio
+from deepfake_cli.media.video import VideoReader, VideoWriter, audio_codec, ffmpeg_exe, has_audio
 from deepfake_cli.convert import ConvertOptions, convert
 
 
@@ -222,3 +224,41 @@ def test_variable_frame_rate_keeps_frame_times_and_audio_sync(model_dir: Path, t
     assert len(result) == len(times)
     assert max(abs(a - b) for a, b in zip(times, result)) < 0.002  # kept to the millisecond; a frame is 25 ms
     assert audio_codec(out) == "aac" and abs(_audio_seconds(out) - _audio_seconds(source)) < 0.05
+
+
+def _fault_at(frame: int, fault: str):  # noqa: ANN202 - a VideoWriter.write replacement
+    """A ``VideoWriter.write`` that fails at its ``frame``-th call: ENOSPC, or the process dies."""
+    original = VideoWriter.write
+    calls = [0]
+
+    def write(self: VideoWriter, frame_rgb: np.ndarray, seconds: float | None = None) -> None:
+        calls[0] += 1
+        if calls[0] > frame:
+            if fault == "kill":
+                os._exit(17)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, frame_rgb, seconds)
+    return write
+
+
+@pytest.mark.parametrize("fault", ["enospc", "kill"])
+@pytest.mark.parametrize("frame", [0, 3, 5])
+def test_a_fault_while_writing_never_leaves_a_partial_output_and_a_rerun_completes(
+        fault: str, frame: int, model_dir: Path, clip_a: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "out.mp4"
+    if fault == "kill":
+        pid = os.fork()
+        if pid == 0:  # the child converts and dies mid-write
+            monkeypatch.setattr(VideoWriter, "write", _fault_at(frame, fault))
+            convert(clip_a, target, model_dir, progress=False)
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] >> 8 == 17
+    else:
+        monkeypatch.setattr(VideoWriter, "write", _fault_at(frame, fault))
+        with pytest.raises(OSError, match="No space"):
+            convert(clip_a, target, model_dir, progress=False)
+        monkeypatch.undo()
+        assert list(tmp_path.glob(".out*")) == []  # a failure it survives also removes its temp file
+    assert not target.exists()
+    convert(clip_a, target, model_dir, progress=False)
+    assert sum(1 for _ in VideoReader(target)) == sum(1 for _ in VideoReader(clip_a))
