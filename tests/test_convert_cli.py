@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -226,19 +227,33 @@ def test_variable_frame_rate_keeps_frame_times_and_audio_sync(model_dir: Path, t
     assert audio_codec(out) == "aac" and abs(_audio_seconds(out) - _audio_seconds(source)) < 0.05
 
 
-def _fault_at(frame: int, fault: str):  # noqa: ANN202 - a VideoWriter.write replacement
-    """A ``VideoWriter.write`` that fails at its ``frame``-th call: ENOSPC, or the process dies."""
+def _enospc_at(frame: int):  # noqa: ANN202 - a VideoWriter.write replacement
+    """A ``VideoWriter.write`` whose ``frame``-th call (0-based) fails with ENOSPC."""
     original = VideoWriter.write
     calls = [0]
 
     def write(self: VideoWriter, frame_rgb: np.ndarray, seconds: float | None = None) -> None:
         calls[0] += 1
         if calls[0] > frame:
-            if fault == "kill":
-                os._exit(17)
             raise OSError(errno.ENOSPC, "No space left on device")
         original(self, frame_rgb, seconds)
     return write
+
+
+# a fresh interpreter (forking this multi-threaded one can deadlock) converts and dies at a frame
+_KILLED = """
+import os, sys
+from deepfake_cli.convert import convert
+from deepfake_cli.media.video import VideoWriter
+original, calls = VideoWriter.write, [0]
+def write(self, frame_rgb, seconds=None):
+    calls[0] += 1
+    if calls[0] > int(sys.argv[4]):
+        os._exit(17)
+    original(self, frame_rgb, seconds)
+VideoWriter.write = write
+convert(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)
+"""
 
 
 @pytest.mark.parametrize("fault", ["enospc", "kill"])
@@ -247,14 +262,11 @@ def test_a_fault_while_writing_never_leaves_a_partial_output_and_a_rerun_complet
         fault: str, frame: int, model_dir: Path, clip_a: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "out.mp4"
     if fault == "kill":
-        pid = os.fork()
-        if pid == 0:  # the child converts and dies mid-write
-            monkeypatch.setattr(VideoWriter, "write", _fault_at(frame, fault))
-            convert(clip_a, target, model_dir, progress=False)
-            os._exit(0)
-        assert os.waitpid(pid, 0)[1] >> 8 == 17
+        done = subprocess.run([sys.executable, "-c", _KILLED, str(clip_a), str(target), str(model_dir), str(frame)],
+                              capture_output=True, text=True, timeout=300, env=os.environ | {"OMP_NUM_THREADS": "1"})
+        assert done.returncode == 17, done.stderr[-2000:]
     else:
-        monkeypatch.setattr(VideoWriter, "write", _fault_at(frame, fault))
+        monkeypatch.setattr(VideoWriter, "write", _enospc_at(frame))
         with pytest.raises(OSError, match="No space"):
             convert(clip_a, target, model_dir, progress=False)
         monkeypatch.undo()
