@@ -61,12 +61,18 @@ def _tensors(trainer: SwapTrainer, kind: str) -> dict[str, torch.Tensor]:
             for key, p in module.named_parameters() if p.grad is not None}
 
 
-def relative_error(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> float:
-    """The largest ``|got - want| / (|want| + 1e-8)`` (L2 norms) over the tensors; 1.0 if names differ."""
+def relative_error(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``all``: ``|got - want| / |want|`` over every tensor at once (L2 norms), and ``worst``: the
+    largest such ratio of one tensor; both 1.0 if the names differ. A tensor whose values are at
+    rounding level (a self-attention gamma starts at 0, so its first gradients are ~1e-5) has a
+    large ``worst`` from float32 summation order alone, so the two get separate tolerances."""
     if got.keys() != want.keys():
-        return 1.0
-    return max(float((got[k].double() - want[k].double()).norm() / (want[k].double().norm() + 1e-8))
-               for k in want if want[k].is_floating_point())
+        return {"all": 1.0, "worst": 1.0}
+    keys = [k for k in want if want[k].is_floating_point()]
+    diff = {k: float((got[k].double() - want[k].double()).norm()) for k in keys}
+    size = {k: float(want[k].double().norm()) for k in keys}
+    total = sum(d * d for d in diff.values()) ** 0.5 / (sum(n * n for n in size.values()) ** 0.5 + 1e-12)
+    return {"all": total, "worst": max(diff[k] / (size[k] + 1e-8) for k in keys)}
 
 
 def train_fixed(preset: str, steps: int, device: torch.device = torch.device("cpu")) -> dict[str, object]:

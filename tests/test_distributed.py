@@ -85,7 +85,9 @@ def test_ranks_average_gradients_like_one_process_on_the_joined_batch(preset: st
     # it match a single process taking that step on the whole global batch from the same state.
     assert len(ddp["errors"]) == 3
     for step in ddp["errors"]:
-        assert step["grads"] < TOLERANCE and step["weights"] < TOLERANCE, ddp["errors"]
+        for kind in ("grads", "weights"):  # all tensors together tightly; each one loosely (a tensor
+            # left out of the all-reduce is off by tens of percent, rounding-level ones by a few)
+            assert step[kind]["all"] < TOLERANCE and step[kind]["worst"] < 0.1, ddp["errors"]
     assert any(name.startswith("discriminators.") for name in ddp["grads"]) == (preset == "tiny-gan")
     if preset == "tiny":
         # The 1-rank run on the same global batches, independently: it reaches the same weights.
@@ -97,7 +99,7 @@ def test_ranks_average_gradients_like_one_process_on_the_joined_batch(preset: st
         finally:
             sys.path.remove(str(WORKER.parent))
         alone = train_fixed(preset, 3)
-        assert relative_error(ddp["weights"], alone["weights"]) < TOLERANCE
+        assert relative_error(ddp["weights"], alone["weights"])["worst"] < TOLERANCE
 
 
 @multiprocess
@@ -109,7 +111,8 @@ def test_nccl_ranks_average_gradients_on_their_gpus(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     errors = torch.load(tmp_path / "ddp.pt", weights_only=True)["errors"]
     # fp32 without TF32; cuDNN may pick other kernels for the half batch: a looser bound than on the CPU
-    assert len(errors) == 3 and all(e["grads"] < 1e-3 and e["weights"] < 1e-3 for e in errors), errors
+    assert len(errors) == 3 and all(e[kind]["all"] < 1e-3 and e[kind]["worst"] < 0.1 for e in errors
+                                    for kind in ("grads", "weights")), errors
 
 
 @multiprocess
