@@ -200,6 +200,17 @@ def list_backups(model_dir: str | Path) -> list[Path]:
 Writer = Callable[[Path], None]
 
 
+def cpu_copy(value: Any) -> Any:
+    """A deep copy of a state dict with every tensor copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(cpu_copy(v) for v in value)
+    return value
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's content."""
     digest = hashlib.sha256()

@@ -33,12 +33,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepfake_cli.checkpoint import open_set, read_json, save_set, write_json_atomic, load_weights
+from deepfake_cli.checkpoint import load_weights, open_set, read_json, save_set, write_json_atomic
 from deepfake_cli.config import to_dict
 from deepfake_cli.detect.config import DetectConfig
 from deepfake_cli.detect.layouts import LabelledInput
 from deepfake_cli.errors import CheckpointError, InputError
-from deepfake_cli.runtime import SHARED_FS, same_on_every_rank  # noqa: F401 (re-exported)
 
 RUN_FILE = "run.json"
 RESUME_DIR = "resume"
@@ -167,17 +166,6 @@ def set_global_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 
 # --- the resume checkpoint --------------------------------------------------------------------------
-
-
-def cpu_copy(value: Any) -> Any:
-    """A deep copy of a state dict with every tensor copied to the CPU."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: cpu_copy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(cpu_copy(v) for v in value)
-    return value
 
 
 def save_resume(folder: Path, epoch: int, training: dict[str, Any], progress: dict[str, Any]) -> None:

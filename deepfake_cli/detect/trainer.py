@@ -58,7 +58,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deepfake_cli import __version__
-from deepfake_cli.checkpoint import atomic_path, read_json, write_json_atomic, write_text_atomic
+from deepfake_cli.checkpoint import atomic_path, cpu_copy, read_json, write_json_atomic, write_text_atomic
 from deepfake_cli.detect import resume, synthetic
 from deepfake_cli.detect.config import DetectConfig, threshold_rule, validate
 from deepfake_cli.detect.data import FaceSamples, loader, to_device
@@ -87,6 +87,7 @@ from deepfake_cli.runtime import (
     gather_objects,
     rank,
     rank_device,
+    same_on_every_rank,
     seed_everything,
     world_size,
 )
@@ -267,8 +268,8 @@ class _Epochs:
 
     def snapshot(self) -> dict[str, Any]:
         """A CPU copy of weights, optimiser, grad scaler and this rank's random states."""
-        return {"model": resume.cpu_copy(self.model.state_dict()),
-                "optimizer": resume.cpu_copy(self.optimizer.state_dict()),
+        return {"model": cpu_copy(self.model.state_dict()),
+                "optimizer": cpu_copy(self.optimizer.state_dict()),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
                 "rng": self.rng_state()}
 
@@ -496,7 +497,7 @@ def _resume_fit(folder: Path, epochs: _Epochs, desc: str) -> tuple[dict[str, Any
     that it reads the same one; returns (``training.pt``, ``progress.json``) or None to start afresh."""
     view = resume.resume_view(folder)
     saved = resume.load_resume(folder) if view is not None else None
-    resume.same_on_every_rank(None if saved is None else (view, saved[1]["epoch"]), "the resume checkpoint", folder)
+    same_on_every_rank(None if saved is None else (view, saved[1]["epoch"]), "the resume checkpoint", folder)
     if saved is None:
         return None
     training, progress_state = saved
@@ -593,7 +594,7 @@ def train_detector(
         status, token = outcome
         # every rank reads the run.json rank 0 just stamped, before any work: a rank that does not
         # share rank 0's filesystem stops here, with every other rank
-        resume.same_on_every_rank(token if writer else resume.session_seen(folder), resume.RUN_FILE, folder)
+        same_on_every_rank(token if writer else resume.session_seen(folder), resume.RUN_FILE, folder)
         if status == "done":
             report = read_json(folder / METRICS_FILE) if writer else {}
             report = broadcast_object(report)

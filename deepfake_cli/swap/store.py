@@ -28,6 +28,7 @@ from deepfake_cli.checkpoint import (
     MODEL_FILE,
     STATE_FILE,
     CheckpointSet,
+    cpu_copy,
     load_weights,
     open_set,
     read_json,
@@ -53,17 +54,6 @@ class Checkpoint:
     training: dict[str, Any] | None
     info: dict[str, Any]
     fallback: str | None = None  # why a newer, incomplete checkpoint was skipped (None if it was not)
-
-
-def _snapshot(value: Any) -> Any:
-    """A deep copy of a state dict with every tensor copied to the CPU."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: _snapshot(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_snapshot(v) for v in value)
-    return value
 
 
 def check_resumable(saved: SwapConfig, wanted: SwapConfig) -> list[str]:
@@ -146,7 +136,7 @@ class ModelStore:
              keep: int, background: bool = True) -> None:
         """Write a checkpoint of ``step``; with ``background`` only the tensor copy blocks."""
         self.wait()
-        job = (step, _snapshot(model), _snapshot(training), dict(info), keep)
+        job = (step, cpu_copy(model), cpu_copy(training), dict(info), keep)
         if not background:
             self._write(*job)
             return
