@@ -22,7 +22,7 @@ from deepfake_cli.detect import read_dataset, train_detector
 from deepfake_cli.detect.config import DetectConfig, validate
 from deepfake_cli.detect.models import MODELS, apply_weights, build_model, initial_weights
 from deepfake_cli.detect.models import efficientnet_lite as lite
-from deepfake_cli.detect.models.pretrained import WHEELS
+from deepfake_cli.backbones.pretrained import WHEELS
 from deepfake_cli.errors import CheckpointError, ConfigError
 from detect_faces import write_dataset
 

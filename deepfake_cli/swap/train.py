@@ -51,7 +51,7 @@ from deepfake_cli.runtime import (
 )
 from deepfake_cli.swap.data import FaceSet, load_faces, model_coverage
 from deepfake_cli.swap.models import SIDES
-from deepfake_cli.swap.monitor import (
+from deepfake_cli.monitor import (
     LOG_FILE,
     PLOT_FILE,
     TENSORBOARD_DIR,

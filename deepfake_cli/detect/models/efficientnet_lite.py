@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepfake_cli.detect.models.base import HALF, DetectorNet
-from deepfake_cli.detect.models.pretrained import WHEELS, load_strict
+from deepfake_cli.backbones.pretrained import WHEELS, load_strict
 
 if TYPE_CHECKING:
     from deepfake_cli.detect.config import DetectConfig

@@ -16,7 +16,7 @@ import torchvision
 from torch import nn
 
 from deepfake_cli.detect.models.base import IMAGENET_MEAN, IMAGENET_STD, DetectorNet
-from deepfake_cli.detect.models.pretrained import WHEELS, load_strict
+from deepfake_cli.backbones.pretrained import WHEELS, load_strict
 
 if TYPE_CHECKING:
     from deepfake_cli.detect.config import DetectConfig

@@ -1,4 +1,4 @@
-"""What a training run shows: preview grids, ``log.csv`` of every loss, and the ``loss.png`` plot."""
+"""Training monitors shared by every trainer: preview grids, the CSV loss log and its plot, TensorBoard."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Face reenactment: one photo animated by the head motion and expression of a driving video."""
