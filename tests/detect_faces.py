@@ -46,14 +46,16 @@ def faces_folder(folder: Path, rng: np.random.Generator, fake: bool, frames: int
 def write_dataset(root: Path, groups: dict[str, str], frames: int = 6, methods: tuple[str, ...] = ("m1", "m2"),
                   seed: int = 0) -> Path:
     """A CSV dataset: per group (name -> split, "" for none) one real video and one fake made from
-    it (same group), the fakes' methods cycling through ``methods``. Returns the CSV path."""
+    it (same group), the fakes' methods cycling through ``methods``, the first method's fakes of
+    family swap and the others' reenact. Returns the CSV path."""
     rng = np.random.default_rng(seed)
-    rows = ["path,label,group,split,method"]
+    rows = ["path,label,group,split,method,family"]
     for k, (group, split) in enumerate(groups.items()):
         for label in ("real", "fake"):
             faces_folder(root / label / group, rng, label == "fake", frames)
             method = methods[k % len(methods)] if label == "fake" else ""
-            rows.append(f"{label}/{group},{label},{group},{split},{method}")
+            family = ("swap" if method == methods[0] else "reenact") if method else ""
+            rows.append(f"{label}/{group},{label},{group},{split},{method},{family}")
     csv = root / "labels.csv"
     csv.write_text("\n".join(rows) + "\n")
     return csv
@@ -64,11 +66,11 @@ def relabel_split(csv: Path, split: str, out: Path, drop: bool = False) -> Path:
     lines = csv.read_text().splitlines()
     kept = [lines[0]]
     for line in lines[1:]:
-        path, label, group, row_split, method = line.split(",")
+        path, label, group, row_split, *named = line.split(",")
         if row_split == split:
             if drop:
                 continue
             label = "fake" if label == "real" else "real"
-        kept.append(",".join([path, label, group, row_split, method]))
+        kept.append(",".join([path, label, group, row_split, *named]))
     out.write_text("\n".join(kept) + "\n")
     return out

@@ -90,6 +90,9 @@ def test_faceforensics_groups_by_source_ids_and_reads_official_splits(tmp_path: 
     assert labels[("Deepfakes", "100_101")].group == labels[("youtube", "100")].group != group
     assert labels[("youtube", "100")].split == "test" and labels[("Deepfakes", "000_003")].split == "train"
     assert labels[("Face2Face", "003_000")].method == "Face2Face" and labels[("youtube", "000")].method is None
+    # FF++'s methods fall in two families: Face2Face reenacts, Deepfakes swaps
+    assert labels[("Face2Face", "003_000")].family == "reenact" and labels[("Deepfakes", "000_003")].family == "swap"
+    assert labels[("youtube", "000")].family is None
 
 
 def test_csv_with_header_groups_and_splits(tmp_path: Path) -> None:
@@ -102,17 +105,23 @@ def test_csv_with_header_groups_and_splits(tmp_path: Path) -> None:
     assert {i.path.name for i in read_dataset(tmp_path)} == {"a.mp4", "b.mp4", "c.mp4"}  # folder with one CSV
 
 
-def test_fake_methods_from_dfdc_metadata_and_make_dataset_csv(tmp_path: Path) -> None:
-    touch(tmp_path, "dfdc/r.mp4", "dfdc/f.mp4", "dfdc/g.mp4", "csv/r.mp4", "csv/f.mp4")
+def test_fake_methods_and_families_from_dfdc_metadata_and_make_dataset_csv(tmp_path: Path) -> None:
+    touch(tmp_path, "dfdc/r.mp4", "dfdc/f.mp4", "dfdc/g.mp4", "csv/r.mp4", "csv/f.mp4", "csv/s.mp4")
     (tmp_path / "dfdc" / "metadata.json").write_text(json.dumps({
         "r.mp4": {"label": "REAL"}, "f.mp4": {"label": "FAKE", "original": "r.mp4", "model": "alice_bob"},
-        "g.mp4": {"label": "FAKE", "original": "r.mp4", "method": "gan"}}))
+        "g.mp4": {"label": "FAKE", "original": "r.mp4", "method": "gan", "family": "Reenact"}}))
     items = by_name(read_dataset(tmp_path / "dfdc"))
     assert (items["r.mp4"].method, items["f.mp4"].method, items["g.mp4"].method) == (None, "alice_bob", "gan")
-    (tmp_path / "csv" / "dataset.csv").write_text("path,label,group,original,model,direction\n"
-                                                  "r.mp4,REAL,r.mp4,,,\nf.mp4,FAKE,r.mp4,r.mp4,m1,a2b\n")
+    assert (items["r.mp4"].family, items["f.mp4"].family, items["g.mp4"].family) == (None, None, "reenact")
+    (tmp_path / "csv" / "dataset.csv").write_text("path,label,group,original,model,direction,kind,family\n"
+                                                  "r.mp4,REAL,r.mp4,,,,,\nf.mp4,FAKE,r.mp4,r.mp4,m1,a2b,gan,swap\n"
+                                                  "s.mp4,FAKE,s.mp4,,faces,,,synth\n")
     items = by_name(read_dataset(tmp_path / "csv"))
     assert items["r.mp4"].method is None and items["f.mp4"].method == "m1"
+    assert (items["r.mp4"].family, items["f.mp4"].family, items["s.mp4"].family) == (None, "swap", "synth")
+    (tmp_path / "csv" / "dataset.csv").write_text("path,label,family\nf.mp4,FAKE,morph\n")
+    with pytest.raises(InputError, match="family must be one of swap, reenact, synth"):
+        read_dataset(tmp_path / "csv")
 
 
 def test_csv_without_header(tmp_path: Path) -> None:

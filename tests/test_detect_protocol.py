@@ -52,8 +52,9 @@ def test_test_labels_never_move_the_epoch_the_threshold_or_the_validation_number
     # the flipped test labels are only visible in the test block
     assert corrupted["test"]["video"]["auc"] == pytest.approx(1 - honest["test"]["video"]["auc"])
     assert corrupted["test"]["video"]["accuracy"] != honest["test"]["video"]["accuracy"]
-    # the dataset names each fake's method: the test block also reports per method
+    # the dataset names each fake's method and family: the test block also reports per method and family
     assert set(honest["test"]["per_method"]) == {"m1", "m2"}
+    assert set(honest["test"]["per_family"]) == {"swap", "reenact"}
     assert honest["val"]["video"]["threshold"] == honest["test"]["video"]["threshold"] == honest["threshold"]
 
 
@@ -113,7 +114,7 @@ def test_the_stored_threshold_labels_detect_output(run_dfk, csv: Path, tmp_path:
     assert {r["label"] for r in document["results"]} == {"real", "fake"}
 
 
-def test_dataset_evaluation_scores_a_fixed_number_of_frames_and_reports_per_method(run_dfk, csv: Path,
+def test_dataset_evaluation_scores_a_fixed_number_of_frames_and_reports_per_method_and_family(run_dfk, csv: Path,
                                                                                    tmp_path: Path) -> None:
     train(csv, tmp_path / "det", "train.epochs=1", "eval.frames_per_video=5")
     result = run_dfk("-q", "detect", "--dataset", csv, "-m", tmp_path / "det", "--device", "cpu")
@@ -125,6 +126,10 @@ def test_dataset_evaluation_scores_a_fixed_number_of_frames_and_reports_per_meth
     assert set(evaluation["per_method"]) == {"m1", "m2"}
     m1 = evaluation["per_method"]["m1"]["video"]
     assert m1["real"] == 11 and m1["fake"] == sum(v["method"] == "m1" for v in evaluation["videos"])
+    assert set(evaluation["per_family"]) == {"swap", "reenact"}
+    reenact = evaluation["per_family"]["reenact"]["video"]
+    assert reenact["real"] == 11 and reenact["fake"] == sum(v["family"] == "reenact" for v in evaluation["videos"])
+    assert reenact["fake"] == evaluation["per_method"]["m2"]["video"]["fake"] > 0
 
 
 def test_auto_threshold_sits_in_the_gap_at_the_eer_point() -> None:

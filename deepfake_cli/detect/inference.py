@@ -13,7 +13,8 @@ Labels use the threshold stored with the detector (chosen on validation by ``tra
 reset by ``dfk calibrate``) unless ``--threshold`` overrides it; ``Detector.threshold_from`` says
 which rule set it (state.json's ``threshold_from``, or ``command line``). ``evaluate``
 (``detect --dataset``) scores a fixed number of faces per video (``eval.frames_per_video``), as
-validation does, and adds per-method metrics when the dataset names each fake's generator.
+validation does, and adds per-method and per-family metrics when the dataset names each fake's
+generator and family.
 
 An input without a detectable face is reported with ``status: no_face``; one that cannot be read
 at all with ``status: error``; neither stops the other inputs.
@@ -34,7 +35,7 @@ from deepfake_cli.detect.detector import LoadedDetector, load_detector
 from deepfake_cli.detect.layouts import FAKE, LabelledInput, input_paths
 from deepfake_cli.detect.plots import plot_roc
 from deepfake_cli.detect.preprocess import FrameStore
-from deepfake_cli.detect.scoring import evaluation_windows, level_metrics, method_metrics, roc_inputs, score_windows
+from deepfake_cli.detect.scoring import evaluation_windows, level_metrics, per_fake_kind, roc_inputs, score_windows
 from deepfake_cli.detect.sequences import SequenceRef, evaluation_sequences
 from deepfake_cli.detect.tracks import CACHE_DIR, FaceSource, FaceTrack
 from deepfake_cli.errors import InputError
@@ -213,13 +214,11 @@ class Detector:
             "eval_frames_per_video": self.config.eval.frames_per_video,
             "metrics": level_metrics(tracks, scores, self.threshold),
         }
-        per_method = method_metrics(tracks, scores, self.threshold)
-        if per_method:
-            evaluation["per_method"] = per_method
+        evaluation.update(per_fake_kind(tracks, scores, self.threshold))
         evaluation["skipped"] = skipped
         evaluation["videos"] = [
             {"input": tracks[t].key, "truth": "fake" if tracks[t].label == FAKE else "real",
-             "method": tracks[t].method or "", "probability": round(p, 6), "label": self._label(p)}
+             "method": tracks[t].method or "", "family": tracks[t].family or "", "probability": round(p, 6), "label": self._label(p)}
             for t, p in videos.items()
         ]
         return evaluation

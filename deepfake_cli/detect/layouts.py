@@ -7,13 +7,16 @@
   share a group, so do records naming the same ``group`` (as ``dfk make-dataset`` writes it: both
   people of a pair; in its older output without ``group``, the pair number of ``real/p<K>_...``
   names) and hard links of one file. A fake's ``method`` (or, as make-dataset writes it, ``model``)
-  names its generator.
+  names its generator, and its ``family`` the kind of fake (``swap``, ``reenact``, ``synth``).
 - FaceForensics++: ``original_sequences/`` and ``manipulated_sequences/<method>/``; a fake
   ``000_003`` shares a group with originals ``000`` and ``003``; optional official split files
-  ``splits/{train,val,test}.json`` (lists of id pairs). The ``<method>`` folder names the generator.
+  ``splits/{train,val,test}.json`` (lists of id pairs). The ``<method>`` folder names the generator;
+  its family follows from the method (``FFPP_FAMILIES``: Face2Face and NeuralTextures reenact, the
+  others swap).
 - Folders: ``real/`` and ``fake/``.
 - CSV: ROOT is a ``.csv`` file (or a folder holding exactly one) with columns ``path,label`` and
-  optionally ``group``, ``split`` and ``method`` (or ``model``, as in make-dataset's ``dataset.csv``);
+  optionally ``group``, ``split``, ``method`` (or ``model``, as in make-dataset's ``dataset.csv``) and
+  ``family``;
   paths are relative to the CSV's folder.
 
 Every path a layout names must stay inside ROOT (after resolving ``..`` and symlinks).
@@ -25,7 +28,7 @@ import csv
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -40,6 +43,9 @@ log = logging.getLogger(__name__)
 REAL, FAKE = 0, 1
 SPLITS = ("train", "val", "test")
 _LABELS = {"real": REAL, "fake": FAKE, "0": REAL, "1": FAKE, "original": REAL, "manipulated": FAKE}
+FAMILIES = ("swap", "reenact", "synth")  # identity swap, face reenactment, whole-face synthesis
+FFPP_FAMILIES = {"deepfakes": "swap", "faceswap": "swap", "faceshifter": "swap", "deepfakedetection": "swap",
+                 "face2face": "reenact", "neuraltextures": "reenact"}
 _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                 "test": "test"}
 
@@ -47,13 +53,14 @@ _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "v
 @dataclass(frozen=True)
 class LabelledInput:
     """One video, image or extract folder with its label, its source group, optional split and,
-    for a fake, optionally the method (generator) that made it."""
+    for a fake, optionally the method (generator) that made it and its family (``FAMILIES``)."""
 
     path: Path
     label: int
     group: str | None = None
     split: str | None = None
     method: str | None = None
+    family: str | None = None
 
 
 def parse_label(value: object, where: str) -> int:
@@ -105,15 +112,24 @@ def input_paths(path: Path) -> list[Path]:
 
 
 def expand(path: Path, label: int, group: str | None = None, split: str | None = None,
-           method: str | None = None) -> list[LabelledInput]:
-    """``input_paths(path)`` as labelled inputs (``method`` is kept for fakes only)."""
-    return [LabelledInput(item, label, group, split, method if label == FAKE else None)
+           method: str | None = None, family: str | None = None) -> list[LabelledInput]:
+    """``input_paths(path)`` as labelled inputs (``method`` and ``family`` are kept for fakes only)."""
+    fake = label == FAKE
+    return [LabelledInput(item, label, group, split, method if fake else None, family if fake else None)
             for item in input_paths(path)]
 
 
 def _method(value: object) -> str | None:
     """A generator name from a layout's record; empty means unknown."""
     text = str(value or "").strip()
+    return text or None
+
+
+def parse_family(value: object, where: str) -> str | None:
+    """A fake's family (``FAMILIES``, any case); empty means unknown."""
+    text = str(value or "").strip().lower()
+    if text and text not in FAMILIES:
+        raise InputError(f"family must be one of {', '.join(FAMILIES)}; got {value!r}", where)
     return text or None
 
 
@@ -219,8 +235,11 @@ def _read_dfdc(root: Path) -> list[LabelledInput]:
                 names.append(f"inode:{status.st_dev}:{status.st_ino}")
             groups.join(names)
             label = parse_label(record.get("label"), f"{where}: {name}")
-            method = _method(record.get("method") or record.get("model")) if label == FAKE else None
-            entries.append((path, label, parse_split(record.get("split"), f"{where}: {name}"), method, names))
+            fake = label == FAKE
+            method = _method(record.get("method") or record.get("model")) if fake else None
+            family = parse_family(record.get("family"), f"{where}: {name}") if fake else None
+            entries.append((path, label, parse_split(record.get("split"), f"{where}: {name}"), method, family,
+                            names))
     if missing:
         log.warning("%d entries of metadata.json have no file under %s; skipped", missing, root)
     # each group is named by its first path, not the union-find's pick (which may be an inode number)
@@ -228,8 +247,8 @@ def _read_dfdc(root: Path) -> list[LabelledInput]:
     for *_, names in entries:
         key = groups.find(names[0])
         named[key] = min(named.get(key, names[0]), names[0])
-    return [LabelledInput(path, label, named[groups.find(names[0])], split, method)
-            for path, label, split, method, names in entries]
+    return [LabelledInput(path, label, named[groups.find(names[0])], split, method, family)
+            for path, label, split, method, family, names in entries]
 
 
 _MADE_NAME = re.compile(r"^(?:real|fake)/p(\d+)_[ab]_")
@@ -287,8 +306,10 @@ def _read_ffpp(root: Path) -> list[LabelledInput]:
             groups.join(ids)
             known = {splits[i] for i in ids if i in splits}
             method = relative.parts[1] if label == FAKE and len(relative.parts) > 2 else None
-            entries.append((LabelledInput(path, label, None, known.pop() if len(known) == 1 else None, method), ids))
-    return [LabelledInput(i.path, i.label, groups.find(ids[0]), i.split, i.method) for i, ids in entries]
+            family = FFPP_FAMILIES.get(method.lower()) if method else None
+            entries.append((LabelledInput(path, label, None, known.pop() if len(known) == 1 else None, method,
+                                          family), ids))
+    return [replace(i, group=groups.find(ids[0])) for i, ids in entries]
 
 
 def _is_folders(root: Path) -> bool:
@@ -333,7 +354,8 @@ def _read_csv(root: Path) -> list[LabelledInput]:
             raise InputError(f"file {record['path']!r} not found", where)
         label = parse_label(record["label"], where)
         items.extend(expand(path, label, record.get("group") or None, parse_split(record.get("split"), where),
-                            _method(record.get("method") or record.get("model"))))
+                            _method(record.get("method") or record.get("model")),
+                            parse_family(record.get("family"), where)))
     return items
 
 

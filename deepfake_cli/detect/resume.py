@@ -54,7 +54,8 @@ def run_record(items: list[LabelledInput], config: DetectConfig, seed: int, fold
     for dotted in IGNORED_KEYS:
         section, key = dotted.split(".")
         settings.get(section, {}).pop(key, None)
-    listed = [[str(Path(i.path).resolve()), i.label, i.group, i.split, i.method] for i in items]
+    listed = [[str(Path(i.path).resolve()), i.label, i.group, i.split, i.method, *([i.family] if i.family else [])]
+              for i in items]  # the family only where named: runs from before families still resume
     digest = hashlib.sha256(json.dumps(listed).encode()).hexdigest()
     return {"config": settings, "seed": seed, "folds": folds, "inputs": {"count": len(items), "sha256": digest}}
 

@@ -147,15 +147,23 @@ def level_metrics(tracks: list[FaceTrack], scores: Scores, threshold: float) -> 
     return result
 
 
-def method_metrics(tracks: list[FaceTrack], scores: Scores, threshold: float) -> dict[str, dict[str, Any]]:
-    """Per generator named by the dataset: the level metrics on every real video plus that method's
-    fakes. Empty when no scored fake names its method."""
+def fakes_by(tracks: list[FaceTrack], scores: Scores, threshold: float,
+             field: str) -> dict[str, dict[str, Any]]:
+    """Per value of the fakes' ``field`` (``method``: the generator; ``family``: swap, reenact,
+    synth) named by the dataset: the level metrics on every real video plus the fakes with that
+    value. Empty when no scored fake names one."""
     scored = {ref.track for ref in scores.windows}
-    methods = sorted({tracks[t].method for t in scored if tracks[t].label == FAKE and tracks[t].method})
+    names = sorted({getattr(tracks[t], field) for t in scored if tracks[t].label == FAKE and getattr(tracks[t], field)})
     reals = {t for t in scored if tracks[t].label == REAL}
-    return {method: level_metrics(tracks, scores.subset(reals | {t for t in scored if tracks[t].method == method}),
-                                  threshold)
-            for method in methods}
+    return {name: level_metrics(tracks, scores.subset(reals | {t for t in scored if getattr(tracks[t], field) == name}),
+                                threshold)
+            for name in names}
+
+
+def per_fake_kind(tracks: list[FaceTrack], scores: Scores, threshold: float) -> dict[str, dict[str, Any]]:
+    """``per_method`` and ``per_family`` metrics (``fakes_by``), each only when the dataset names them."""
+    found = {f"per_{field}": fakes_by(tracks, scores, threshold, field) for field in ("method", "family")}
+    return {key: value for key, value in found.items() if value}
 
 
 def eer_threshold(tracks: list[FaceTrack], scores: Scores) -> float | None:

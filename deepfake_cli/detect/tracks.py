@@ -50,6 +50,7 @@ class FaceTrack:
     group: str = ""
     split: str | None = None
     method: str | None = None  # the generator of a fake, when the dataset names it
+    family: str | None = None  # the fake's family (swap, reenact, synth), when the dataset names it
     still: bool = False  # a single image: scored as a frame, not a sequence
     # the 68 iBUG landmarks of each face in its crop's pixels (None where the extract stage kept
     # only 5 points); what self-blended fakes are made from (``detect.synthetic``)
@@ -130,7 +131,8 @@ class FaceSource:
 
     def labelled(self, items: list[LabelledInput],
                  progress: bool = False) -> tuple[list[FaceTrack], list[dict[str, str]]]:
-        """Tracks of labelled inputs, carrying label, group (default: the track itself), split and method.
+        """Tracks of labelled inputs, carrying label, group (default: the track itself), split, method
+        and family.
 
         Inputs that cannot be read or show no face are skipped and listed as ``{input, reason}``.
         """
@@ -146,7 +148,7 @@ class FaceSource:
             if not found:
                 skipped.append({"input": str(item.path), "reason": "no face found"})
             tracks.extend(replace(t, label=item.label, group=item.group or t.key, split=item.split,
-                                  method=item.method) for t in found)
+                                  method=item.method, family=item.family) for t in found)
         return tracks, skipped
 
     def cache_folder(self, path: Path) -> Path:

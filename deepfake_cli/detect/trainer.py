@@ -70,7 +70,7 @@ from deepfake_cli.detect.plots import plot_history, plot_roc
 from deepfake_cli.detect.preprocess import FrameStore
 from deepfake_cli.detect.report import csv_text
 from deepfake_cli.detect.scoring import (
-    Scores, eer_threshold, evaluation_windows, level_metrics, method_metrics, preload, roc_inputs, score_windows,
+    Scores, eer_threshold, evaluation_windows, level_metrics, per_fake_kind, preload, roc_inputs, score_windows,
 )
 from deepfake_cli.detect.sequences import SequenceRef
 from deepfake_cli.detect.splits import Partition, kfold_splits, plan_split
@@ -464,9 +464,7 @@ def fit(
         preload(store, tracks, test_refs, progress)
         best.test_scores = score_windows(model, store, tracks, test_refs, device, epochs.dtype, batch, train.workers)
         best.test = level_metrics(tracks, best.test_scores, best.threshold)
-        per_method = method_metrics(tracks, best.test_scores, best.threshold)
-        if per_method:
-            best.test["per_method"] = per_method
+        best.test.update(per_fake_kind(tracks, best.test_scores, best.threshold))
     best.seconds = seconds_before + time.perf_counter() - started
     _finish(best, tracks, config)
     return best
