@@ -76,11 +76,15 @@ def test_an_opening_driving_mouth_opens_the_photos_mouth_and_the_background_stay
     out = animator.frame(first, _opened(face, 0.35))
     targets = animator.targets(_opened(face, 0.35))
     assert mouth_opening(targets) > mouth_opening(photo_face.landmarks) + 0.1
-    inside = np.zeros(photo.shape[:2], np.uint8)
-    cv2.fillPoly(inside, [np.round(targets[60:68]).astype(np.int32)], 1)
-    inside = cv2.erode(inside, np.ones((5, 5), np.uint8)).astype(bool)
-    # the new mouth interior is dark where the photo had lips and teeth
-    assert out[inside].mean() < 0.6 * photo[inside].mean()
+    # the middle of the new opening is a dark mouth interior, with teeth below the upper lip
+    middle = np.round((targets[62] + targets[66]) / 2).astype(int)
+    teeth = np.round(targets[62] + [0, 3]).astype(int)
+
+    def patch(image: np.ndarray, at: np.ndarray) -> float:
+        return float(image[at[1] - 2:at[1] + 3, at[0] - 2:at[0] + 3].mean())
+
+    assert patch(out, middle) < 0.4 * patch(photo, middle)
+    assert patch(out, teeth) > 2.5 * patch(out, middle)
     # the chin went down with the driving jaw
     chin = np.round(targets[8]).astype(int)
     assert np.abs(out[chin[1] - 3:chin[1] + 3, chin[0] - 3:chin[0] + 3].astype(int)

@@ -34,9 +34,12 @@ GRID_PX = 4  # the spline is evaluated every GRID_PX pixels and resized to every
 ANCHORS_PER_SIDE = 6
 STIFFNESS = 1e-3  # thin-plate regularisation (in face sizes): coinciding targets stay solvable
 MOUTH_FULL = 0.08  # extra mouth opening (inner-lip area / inter-ocular distance^2) for a full fill
-TEETH_SHARE = 0.3  # share of the opening the upper teeth take
-MOUTH_DARK = 0.25  # the interior is the lips' colour at this brightness
-TEETH_RGB = np.array([222.0, 214.0, 198.0])
+UPPER_TEETH, LOWER_TEETH = 0.45, 0.3  # shares of the opening the teeth take below / above the lips
+UPPER_TEETH_MAX, LOWER_TEETH_MAX = 0.2, 0.12  # ... at most these shares of the mouth's width
+MOUTH_DARK = 0.2  # the interior is the lips' colour at this brightness
+TEETH_RGB = np.array([205.0, 196.0, 180.0])  # teeth of a photo whose mouth is closed
+LIPS_RGB = np.array([150.0, 80.0, 80.0])  # lips where the landmarks leave no lip pixels
+OPEN_MOUTH = 0.03  # a photo's mouth this open (see mouth_opening) shows its teeth
 
 
 def _landmarks68(face: DetectedFace, what: str) -> np.ndarray:
@@ -114,14 +117,16 @@ def warp_points(photo: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> 
     shift *= (_fade(height, fade)[:, None] * _fade(width, fade)[None, :])[..., None]
     xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     out = photo.copy()
-    out[y0:y1, x0:x1] = cv2.remap(photo, xs + shift[..., 0], ys + shift[..., 1], cv2.INTER_LINEAR,
+    out[y0:y1, x0:x1] = cv2.remap(photo, xs + shift[..., 0], ys + shift[..., 1], cv2.INTER_CUBIC,
                                   borderMode=cv2.BORDER_REPLICATE)
     return out
 
 
-def fill_mouth(image: np.ndarray, points: np.ndarray, strength: float, lips_rgb: np.ndarray) -> None:
-    """Paint a mouth interior (dark, ``lips_rgb`` darkened, with upper teeth) inside the inner-lip
-    polygon of ``points``, at ``strength`` (0..1), in place."""
+def fill_mouth(image: np.ndarray, points: np.ndarray, strength: float, lips_rgb: np.ndarray,
+               teeth_rgb: np.ndarray, grey: bool = False) -> None:
+    """Paint a mouth interior inside the inner-lip polygon of ``points`` at ``strength`` (0..1), in
+    place: ``lips_rgb`` darkened, ``teeth_rgb`` teeth along the upper and lower lips (fading towards
+    the mouth's corners), in grey for a ``grey`` photo."""
     inner = points[INNER_LIPS]
     x0, y0 = np.floor(inner.min(axis=0)).astype(int) - 4
     x1, y1 = np.ceil(inner.max(axis=0)).astype(int) + 5
@@ -129,31 +134,48 @@ def fill_mouth(image: np.ndarray, points: np.ndarray, strength: float, lips_rgb:
     if x1 - x0 < 2 or y1 - y0 < 2 or strength <= 0:
         return
     corner = np.array([x0, y0])
-    mouth = np.zeros((y1 - y0, x1 - x0), np.float32)
-    cv2.fillPoly(mouth, [np.round(inner - corner).astype(np.int32)], 1.0, cv2.LINE_AA)
-    gap = float(np.mean(points[LOWER_INNER, 1] - points[UPPER_INNER, 1]))
-    upper = points[[60, 61, 62, 63, 64]]
-    teeth_outline = np.vstack([upper, (upper + [0.0, TEETH_SHARE * max(gap, 0.0)])[::-1]])
-    teeth = np.zeros_like(mouth)
-    cv2.fillPoly(teeth, [np.round(teeth_outline - corner).astype(np.int32)], 1.0, cv2.LINE_AA)
-    sigma = max(0.04 * float(np.ptp(inner[:, 0])), 0.6)
-    mouth = cv2.GaussianBlur(mouth, (0, 0), sigma)
-    teeth = cv2.GaussianBlur(teeth * mouth, (0, 0), sigma)
+    width = float(np.ptp(inner[:, 0]))
+    gap = max(float(np.mean(points[LOWER_INNER, 1] - points[UPPER_INNER, 1])), 0.0)
+
+    def polygon(outline: np.ndarray) -> np.ndarray:
+        mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+        cv2.fillPoly(mask, [np.round(outline - corner).astype(np.int32)], 1.0, cv2.LINE_AA)
+        return mask
+
+    def band(lip: np.ndarray, depth: float) -> np.ndarray:
+        return polygon(np.vstack([lip, (lip + [0.0, depth])[::-1]]))
+
+    mouth = polygon(inner)
+    teeth = np.maximum(band(points[[60, 61, 62, 63, 64]], min(UPPER_TEETH * gap, UPPER_TEETH_MAX * width)),
+                       band(points[[64, 65, 66, 67, 60]], -min(LOWER_TEETH * gap, LOWER_TEETH_MAX * width)))
+    across = (np.arange(x0, x1) - inner[:, 0].mean()) / max(width / 2, 1.0)
+    teeth *= np.clip(1.0 - across**2, 0.0, 1.0)[None, :] ** 0.5
+    mouth = cv2.GaussianBlur(mouth, (0, 0), max(0.03 * width, 0.6))
+    teeth = cv2.GaussianBlur(teeth * mouth, (0, 0), max(0.02 * width, 0.5))
+    interior, white = lips_rgb * MOUTH_DARK, teeth_rgb
+    if grey:
+        interior, white = np.full(3, interior.mean()), np.full(3, white.mean())
     patch = image[y0:y1, x0:x1].astype(np.float32)
-    interior = np.broadcast_to(lips_rgb * MOUTH_DARK, patch.shape)
-    fill = interior * (1.0 - teeth[..., None]) + TEETH_RGB * teeth[..., None]
+    fill = interior * (1.0 - teeth[..., None]) + white * teeth[..., None]
     alpha = (strength * mouth)[..., None]
     image[y0:y1, x0:x1] = np.clip(patch * (1.0 - alpha) + fill * alpha + 0.5, 0, 255).astype(np.uint8)
 
 
-def _lips_colour(photo: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Mean RGB of the photo's lips (the ring between the outer and inner lip lines)."""
-    mask = np.zeros(photo.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [np.round(points[OUTER_LIPS]).astype(np.int32)], 1)
-    cv2.fillPoly(mask, [np.round(points[INNER_LIPS]).astype(np.int32)], 0)
-    if not mask.any():
-        return np.array([150.0, 80.0, 80.0])
-    return photo[mask.astype(bool)].astype(np.float64).mean(axis=0)
+def _mouth_colours(photo: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean RGB of the photo's lips (the ring between the outer and inner lip lines), and of its
+    teeth: the brighter half of an open mouth's pixels, else ``TEETH_RGB``."""
+    lips = np.zeros(photo.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [np.round(points[OUTER_LIPS]).astype(np.int32)], 1)
+    inside = np.zeros_like(lips)
+    cv2.fillPoly(inside, [np.round(points[INNER_LIPS]).astype(np.int32)], 1)
+    lips &= 1 - inside
+    lips_rgb = photo[lips.astype(bool)].astype(np.float64).mean(axis=0) if lips.any() else LIPS_RGB
+    teeth_rgb = TEETH_RGB
+    if mouth_opening(points) > OPEN_MOUTH and inside.sum() >= 8:
+        pixels = photo[inside.astype(bool)].astype(np.float64)
+        brightness = pixels.sum(axis=1)
+        teeth_rgb = pixels[brightness >= np.median(brightness)].mean(axis=0)
+    return lips_rgb, teeth_rgb
 
 
 class WarpAnimator:
@@ -171,7 +193,9 @@ class WarpAnimator:
         self._first = _landmarks68(first_face, "the driving video's first face")
         self._to_photo = umeyama(self._first, self._points)[:2]  # 2x3 similarity: driving -> photo
         self._opening = mouth_opening(self._points)
-        self._lips = _lips_colour(self._photo, self._points)
+        self._lips, self._teeth = _mouth_colours(self._photo, self._points)
+        channels = self._photo.reshape(-1, 3)[:: max(self._photo.size // 3 // 4096, 1)].astype(np.int16)
+        self._grey = bool(np.abs(channels - channels[:, :1]).max() <= 2)
 
     def targets(self, face: DetectedFace) -> np.ndarray:
         """Where the photo's 68 points go for the driving ``face``."""
@@ -189,5 +213,5 @@ class WarpAnimator:
         out = warp_points(self._photo, self._points, targets)
         excess = mouth_opening(targets) - self._opening
         if excess > 0:
-            fill_mouth(out, targets, min(excess / MOUTH_FULL, 1.0), self._lips)
+            fill_mouth(out, targets, min(excess / MOUTH_FULL, 1.0), self._lips, self._teeth, self._grey)
         return out
