@@ -40,9 +40,10 @@ from deepfake_cli.media.sources import collect_sources, estimated_frames
 from deepfake_cli.media.video import ENCODER_PRESETS, VideoReader, VideoWriter, is_video, video_encoder
 from deepfake_cli.runtime import resolve_device
 from deepfake_cli.convert.frames import BlendSettings, FrameJob, FrameSwapper, SwapModelLike
-from deepfake_cli.convert.provenance import encode_tagged_image, provenance_text, video_metadata
+from deepfake_cli.convert.provenance import provenance_text
 from deepfake_cli.faces.follow import REDETECT_EVERY, DetectingLocator, FaceLocator, ReferenceFilter, StoredLocator
 from deepfake_cli.media.pipeline import Stage, StageTimes, run_pipeline
+from deepfake_cli.media.provenance import encode_tagged_image, video_metadata
 from deepfake_cli.media.shards import Shard
 from deepfake_cli.swap import load_swap_model
 

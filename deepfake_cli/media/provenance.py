@@ -1,35 +1,28 @@
-"""Provenance of converted media: container metadata, image text chunks and a visible label.
+"""Provenance labels of synthetic media, for every stage that makes it (convert, reenact, synth):
+container metadata, image text chunks and a visible label.
 
-Every converted video carries ``comment`` and ``description`` tags saying it is synthetic media
-made with dfk and which model made it; converted PNG and JPEG images carry the same sentence as a
-PNG ``tEXt`` chunk (keyword ``Comment``) or a JPEG ``COM`` segment. ``--watermark`` also stamps
-a small visible label in the bottom-left corner of every frame of a converted video and of every
-image whose face was swapped.
+A synthetic video carries ``comment`` and ``description`` tags with a sentence saying it is
+synthetic media made with dfk and which model made it (``video_metadata``); PNG and JPEG images
+carry the same sentence as a PNG ``tEXt`` chunk (keyword ``Comment``) or a JPEG ``COM`` segment
+(``encode_tagged_image``). ``stamp_watermark`` draws a small visible label in the bottom-left
+corner of a frame. Each stage writes its own sentence.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from deepfake_cli import __version__
 from deepfake_cli.errors import InputError
 
 WATERMARK_TEXT = "SYNTHETIC - made with dfk"
 
 
-def provenance_text(model_dir: str | Path, direction: str) -> str:
-    """The one-sentence provenance statement written into converted media."""
-    return (f"Synthetic media (deepfake): faces swapped by dfk {__version__} "
-            f"with model '{Path(model_dir).name}' ({direction}).")
-
-
 def video_metadata(text: str) -> dict[str, str]:
-    """Container tags for a converted video (kept by MP4, MKV and MOV muxers)."""
+    """Container tags for a synthetic video (kept by MP4, MKV and MOV muxers)."""
     return {"comment": text, "description": text}
 
 
