@@ -23,6 +23,8 @@ COMMANDS = {
     "extract": ("extract", "extract", "Find, landmark and align faces (PNGs + alignments.json)."),
     "sort": ("sort", "sort", "Sort extracted faces: main person, blurry, misaligned, near-duplicates."),
     "train-swap": ("train_swap", "train_swap", "Train a face-swap model on two face sets (resumable)."),
+    "train-facegan": ("train_facegan", "train_facegan", "Train a face GAN: faces of nobody (whole-face synthesis)."),
+    "synth": ("synth", "synth", "Write synthetic faces and latent-walk clips with a face GAN."),
     "convert": ("convert", "convert", "Swap faces in a video, image or folder with a trained model."),
     "train-detect": ("train_detect", "train_detect", "Train a deepfake detector (ConvLSTM, EfficientNet, ...)."),
     "detect": ("detect", "detect", "Score videos/images as real or fake."),

@@ -211,3 +211,16 @@ def diff_keys(old: dict[str, Any], new: dict[str, Any], keys: typing.Iterable[st
         if a != b:
             differing.append(f"{dotted}: {a!r} -> {b!r}")
     return differing
+
+
+def leaf_keys(schema: Any, prefix: str = "") -> list[str]:
+    """Dotted names of every leaf field of a config dataclass."""
+    keys = []
+    for item in dataclasses.fields(schema):
+        name = f"{prefix}{item.name}"
+        default = item.default_factory() if item.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            keys.extend(leaf_keys(type(default), f"{name}."))
+        else:
+            keys.append(name)
+    return keys

@@ -6,10 +6,10 @@ preset is a new YAML file. ``ARCHITECTURE_KEYS`` lists the keys a resumed run ma
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
+from deepfake_cli.config import leaf_keys
 from deepfake_cli.errors import ConfigError
 
 VggTap = Literal["relu1_2", "relu2_2", "relu3_4", "relu4_4"]
@@ -135,19 +135,6 @@ class SwapConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def leaf_keys(schema: Any, prefix: str = "") -> list[str]:
-    """Dotted names of every leaf field of a config dataclass."""
-    keys = []
-    for item in dataclasses.fields(schema):
-        name = f"{prefix}{item.name}"
-        default = item.default_factory() if item.default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default):
-            keys.extend(leaf_keys(type(default), f"{name}."))
-        else:
-            keys.append(name)
-    return keys
 
 
 ARCHITECTURE_KEYS: tuple[str, ...] = tuple(leaf_keys(ModelConfig, "model.")) + ("data.crop",)

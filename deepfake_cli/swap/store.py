@@ -36,9 +36,9 @@ from deepfake_cli.checkpoint import (
     save_set,
     write_text_atomic,
 )
-from deepfake_cli.config import diff_keys, dump_yaml, from_dict, to_dict
+from deepfake_cli.config import diff_keys, dump_yaml, from_dict, leaf_keys, to_dict
 from deepfake_cli.errors import CheckpointError, ConfigError, DfkError
-from deepfake_cli.swap.schema import ARCHITECTURE_KEYS, SwapConfig, leaf_keys
+from deepfake_cli.swap.schema import ARCHITECTURE_KEYS, SwapConfig
 
 log = logging.getLogger(__name__)
 

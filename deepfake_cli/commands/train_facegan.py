@@ -1,0 +1,56 @@
+"""``dfk train-facegan``: train a face GAN (whole-face synthesis) on folders of faces."""
+
+from __future__ import annotations
+
+import click
+
+from deepfake_cli.commands import config_options, device_option, quiet_other_ranks, resolve_device_name, settings
+from deepfake_cli.config import available_presets
+from deepfake_cli.synth import facegan_config
+from deepfake_cli.synth import train_facegan as run_train_facegan
+
+# Command-line shortcuts for train.* config keys.
+SHORTCUTS = ("steps", "batch_size", "mosaic_every", "save_every")
+
+
+@click.command("train-facegan")
+@click.argument("faces_dirs", nargs=-1, required=True, type=click.Path(file_okay=False), metavar="FACES_DIR...")
+@click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False),
+              help="Model folder; running again on it resumes training.")
+@click.option("--preset", default=None,
+              help=f"One of: {', '.join(available_presets('synth'))} (default: the folder's own config when "
+                   "resuming, else cpu).")
+@config_options
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Total step to reach (resuming continues).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Faces per step (per rank).")
+@click.option("--mosaic-every", type=click.IntRange(min=1), default=None,
+              help="Write the 6x6 fixed-noise mosaic to MODEL_DIR/previews/ every N steps.")
+@click.option("--save-every", type=click.IntRange(min=1), default=None, help="Checkpoint every N steps.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop (and save) after this much training time, even before --steps.")
+@device_option
+@click.pass_context
+def train_facegan(ctx: click.Context, faces_dirs: tuple[str, ...], model_dir: str, preset: str | None,
+                  config_file: str | None, overrides: tuple[str, ...], steps: int | None, batch_size: int | None,
+                  mosaic_every: int | None, save_every: int | None, minutes: float | None,
+                  device: str | None) -> None:
+    """Train a DCGAN-class face GAN on FACES_DIR... (dfk extract folders or plain folders of faces).
+
+    \b
+    Examples:
+      dfk train-facegan data/faces_a data/faces_b -o models/facegan --minutes 15
+      dfk train-facegan faces/ -o facegan_gpu --preset gpu --set train.augment=[]
+      torchrun --nproc_per_node=4 -m deepfake_cli train-facegan faces/ -o facegan --preset gpu
+
+    A mosaic of the same 36 noise vectors is written every --mosaic-every steps; log.csv and
+    loss.png follow the losses. Under torchrun only rank 0 writes MODEL_DIR.
+    """
+    values = dict(zip(SHORTCUTS, (steps, batch_size, mosaic_every, save_every), strict=True))
+    shortcuts = [f"train.{key}={value}" for key, value in values.items() if value is not None]
+    config = facegan_config(model_dir, preset, config_file, [*overrides, *shortcuts])
+    options = settings(ctx)
+    main_rank = quiet_other_ranks()
+    summary = run_train_facegan(list(faces_dirs), model_dir, config, device=resolve_device_name(ctx, device),
+                                seed=options.seed, progress=options.show_progress, minutes=minutes)
+    if main_rank:
+        click.echo(summary.line())
