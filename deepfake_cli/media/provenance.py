@@ -1,4 +1,3 @@
-<<<<<<<< HEAD:deepfake_cli/media/provenance.py
 """Provenance of synthetic media: container metadata, image text chunks and a visible label.
 
 Every video dfk makes (convert's swaps, reenact's animated photos) carries ``comment`` and
@@ -12,18 +11,16 @@ from __future__ import annotations
 
 import struct
 import zlib
-========
-"""The provenance sentence of converted media (the labels themselves: ``deepfake_cli.media.provenance``)."""
 
-from __future__ import annotations
-
-from pathlib import Path
->>>>>>>> facegan:deepfake_cli/convert/provenance.py
+import cv2
+import numpy as np
 
 from deepfake_cli import __version__
+from deepfake_cli.errors import InputError
+
+WATERMARK_TEXT = "SYNTHETIC - made with dfk"
 
 
-<<<<<<<< HEAD:deepfake_cli/media/provenance.py
 def provenance_text(made: str, method: str) -> str:
     """The one-sentence provenance statement written into synthetic media: what was ``made``
     (e.g. "faces swapped") and the ``method`` that made it (e.g. "model 'alice_bob' (a2b)")."""
@@ -74,9 +71,3 @@ def stamp_watermark(frame: np.ndarray, text: str = WATERMARK_TEXT) -> None:
     box[:] = (box.astype(np.float32) * 0.35).astype(np.uint8)
     cv2.putText(frame, text, (x0 + pad, y1 - pad - baseline), cv2.FONT_HERSHEY_SIMPLEX, scale,
                 (255, 255, 255), thickness, cv2.LINE_AA)
-========
-def provenance_text(model_dir: str | Path, direction: str) -> str:
-    """The one-sentence provenance statement written into converted media."""
-    return (f"Synthetic media (deepfake): faces swapped by dfk {__version__} "
-            f"with model '{Path(model_dir).name}' ({direction}).")
->>>>>>>> facegan:deepfake_cli/convert/provenance.py
