@@ -1,16 +1,25 @@
-"""The make-dataset stage: labelled real/fake videos for train-detect, made with swap models.
+"""The make-dataset stage: labelled real/fake videos for train-detect, of every family of fake.
 
-For each pair (videos of identity A, videos of identity B) and each of its swap models, every A
-video is converted a2b and every B video b2a. The result under ROOT::
+For each pair (videos of identity A, videos of identity B) and each of its models, every video of
+the pair gets one fake per model, by the model's family:
+
+- ``swap`` (a ``train-swap`` model): every A video converted a2b, every B video b2a;
+- ``reenact`` (a ``train-reenact`` model, or ``warp``, the training-free baseline): a photo of B
+  (a frame of B's first video) animated by each A video (a2b), and a photo of A by each B video (b2a);
+- ``synth`` (a ``train-facegan`` model): per real video one latent-walk clip of faces of nobody,
+  as many frames as the real video (at most ``SYNTH_FRAMES``).
+
+The result under ROOT::
 
     real/<pair>_<a|b>_<stem>.mp4           the source videos (hard-linked or copied)
-    fake/<pair>_<a|b>_<stem>__<model>_<direction>.mp4
-    metadata.json                          DFDC-style: label, group, and for fakes original/model/kind/direction
-    dataset.csv                            path,label,group,original,model,direction,kind
+    fake/<pair>_<a|b>_<stem>__<model>_<direction|synth>.mp4
+    metadata.json                          DFDC-style: label, group, and for fakes original/model/kind/direction/family
+    dataset.csv                            path,label,group,original,model,direction,kind,family
 
-``model`` is the model folder's name (what ``train-detect``/``detect --dataset`` report
-``per_method`` metrics by) and ``kind`` its generator kind, ``original`` or ``gan``, read from the
-folder's ``state.json`` (else its ``config.yaml``; empty when neither names it). Re-running skips
+``model`` is the model folder's name (``warp`` for the baseline; what ``train-detect``/``detect
+--dataset`` report ``per_method`` metrics by), ``family`` its family (``per_family`` metrics) and
+``kind`` its generator kind (swap: ``original``/``gan``; reenact: ``learned``/``warp``; synth:
+``gan``), read from the folder's ``state.json`` (else its ``config.yaml``). Re-running skips
 videos already written.
 
 Source groups (identity-safe splits): a fake shows identity A's video with identity B's face, so,
@@ -39,7 +48,7 @@ run finds every video of the whole list on disk when it ends (the last shard to 
 later run) also writes the complete ``metadata.json`` and ``dataset.csv``, the same as one
 unsharded run writes.
 
-An orchestrator: it runs the convert stage through its public API (``deepfake_cli.convert``).
+An orchestrator: it runs the convert, reenact and synth stages through their public APIs.
 """
 
 from __future__ import annotations
@@ -51,19 +60,30 @@ import logging
 import os
 import re
 import shutil
+import tempfile
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from deepfake_cli.checkpoint import CONFIG_FILE, STATE_FILE, atomic_path, write_json_atomic, write_text_atomic
-from deepfake_cli.errors import ConfigError, InputError
+from deepfake_cli.errors import ConfigError, InputError, NoFaceError
+from deepfake_cli.faces import create_backend
 from deepfake_cli.groups import Groups
+from deepfake_cli.media.images import write_image
 from deepfake_cli.media.shards import Shard
-from deepfake_cli.media.video import is_video
+from deepfake_cli.media.video import VideoReader, is_video
 from deepfake_cli.convert import ConvertOptions, convert
+from deepfake_cli.reenact import ReenactOptions, reenact
+from deepfake_cli.synth import synthesize
 
 log = logging.getLogger(__name__)
+
+WARP = "warp"  # -m warp: the training-free reenactment baseline
+SYNTH_FRAMES = 120  # the most frames of a synthesised clip
+PHOTO_TRIES = 8  # frames of a video tried, evenly spaced, for a reenactment photo with a face
 
 
 @dataclass
@@ -76,7 +96,27 @@ class DatasetEntry:
     original: str = ""
     model: str = ""
     direction: str = ""
-    kind: str = ""  # the generator kind of a fake's model: original | gan
+    kind: str = ""  # the generator kind of a fake's model (swap: original | gan; reenact: learned | warp; synth: gan)
+    family: str = ""  # a fake's family: swap | reenact | synth
+
+
+@dataclass(frozen=True)
+class Generator:
+    """What makes one pair's fakes: a model folder (or ``warp``), its name, family and kind."""
+
+    folder: Path
+    family: str
+    kind: str
+
+    @property
+    def name(self) -> str:
+        """The ``model`` column: the folder's name."""
+        return self.folder.name
+
+    @property
+    def baseline(self) -> bool:
+        """The training-free reenactment warp (no model folder)."""
+        return self.family == "reenact" and self.kind == WARP
 
 
 @dataclass
@@ -140,7 +180,7 @@ def make_dataset(
     progress: bool = True,
     shard: Shard | None = None,
 ) -> DatasetSummary:
-    """Convert each pair's videos with each of its models in both directions into a labelled dataset.
+    """Make a fake of each pair's videos with each of its models into a labelled dataset.
 
     ``models`` are assigned to pairs as the module docstring says (``assign_models``). ``shard``
     makes only that shard of the (pair, video) list.
@@ -158,12 +198,11 @@ def make_dataset(
     for job in (shard.select(jobs) if shard else jobs):
         _place_real(job.video, target / job.real.path)
         summary.entries.append(job.real)
-        for model, fake in job.fakes:
+        for generator, fake in job.fakes:
             if (target / fake.path).exists():
                 summary.reused += 1
             else:
-                run_options = replace(options or ConvertOptions(), direction=fake.direction)
-                convert(job.video, target / fake.path, model, run_options, progress=progress)
+                _make(job, generator, fake, target, options or ConvertOptions(), progress)
                 summary.made += 1
             summary.entries.append(fake)
     if shard is None:
@@ -178,6 +217,44 @@ def make_dataset(
     return summary
 
 
+def _make(job: _Job, generator: Generator, fake: DatasetEntry, root: Path, options: ConvertOptions,
+          progress: bool) -> None:
+    """Write ``fake`` (complete or not at all) with ``generator`` from ``job``'s video."""
+    output = root / fake.path
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if generator.family == "swap":
+        convert(job.video, output, generator.folder, replace(options, direction=fake.direction), progress=progress)
+    elif generator.family == "reenact":
+        photo = _photo(job.partner, root / ".photos" / f"{job.partner_key}.png")
+        reenact(photo, job.video, output, ReenactOptions(crf=options.crf, device=options.device),
+                None if generator.baseline else generator.folder, progress=progress)
+    else:
+        with tempfile.TemporaryDirectory(dir=output.parent, prefix=".synth-") as scratch:
+            frames = min(VideoReader(job.video).info.frame_count or SYNTH_FRAMES, SYNTH_FRAMES)
+            made = synthesize(generator.folder, 1, scratch, seed=zlib.crc32(fake.path.encode()), videos=1,
+                              frames=max(frames, 2), device=options.device)
+            os.replace(made.videos[0], output)
+
+
+def _photo(video: Path, target: Path) -> Path:
+    """A still of ``video`` showing a face (the first of ``PHOTO_TRIES`` evenly spaced frames that
+    does), written once as ``target``: the photo a reenactment animates."""
+    if target.is_file():
+        return target
+    reader = VideoReader(video)
+    count = reader.info.frame_count or 1
+    wanted = set(np.linspace(0, count - 1, min(PHOTO_TRIES, count)).round().astype(int).tolist())
+    backend = create_backend("offline", device="cpu")
+    for index, frame in enumerate(reader):
+        if index in wanted and any(face.has_68 for face in backend.detect(frame)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_image(target, frame)
+            return target
+        if index >= max(wanted):
+            break
+    raise NoFaceError("no face found in the video to take a reenactment photo from", str(video))
+
+
 _PAIR_PREFIX = re.compile(r"^(\d+):(.+)$")
 
 
@@ -185,7 +262,7 @@ def assign_models(pair_count: int, models: list[str | Path]) -> list[list[Path]]
     """The model folders of each pair, in order: ``K:DIR`` gives DIR to pair K; without prefixes,
     one model serves every pair, as many as pairs give one each, and a single pair takes them all."""
     if not models:
-        raise ConfigError("give at least one -m MODEL")
+        raise ConfigError("give at least one -m MODEL (or -m warp)")
     prefixed: list[tuple[int, Path]] = []
     plain: list[Path] = []
     for model in models:
@@ -218,7 +295,7 @@ def assign_models(pair_count: int, models: list[str | Path]) -> list[list[Path]]
     for number, folders in enumerate(per_pair, start=1):
         names = [folder.name for folder in folders]
         for folder in folders:
-            if not folder.is_dir():
+            if not folder.is_dir() and str(folder) != WARP:
                 raise InputError("model folder not found", str(folder))
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
@@ -227,30 +304,41 @@ def assign_models(pair_count: int, models: list[str | Path]) -> list[list[Path]]
     return per_pair
 
 
-def model_kind(folder: Path) -> str:
-    """The generator kind of a swap model folder (``original`` or ``gan``): ``state.json``'s
-    ``kind``, else ``config.yaml``'s ``model.kind``; empty when neither names it."""
+def generator_of(folder: Path) -> Generator:
+    """The family and kind of a model folder: ``state.json``'s ``family`` (swap models from before
+    families were written are ``swap``) and ``kind``, else ``config.yaml``'s ``model.kind``;
+    ``warp`` (not a folder) is the reenactment baseline."""
+    if str(folder) == WARP and not folder.is_dir():
+        return Generator(folder, "reenact", WARP)
+    state: dict = {}
     try:
-        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-        if isinstance(state, dict) and state.get("kind"):
-            return str(state["kind"])
+        loaded = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        state = loaded if isinstance(loaded, dict) else {}
     except (OSError, ValueError):
         pass
-    try:
-        config = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-        model = config.get("model") if isinstance(config, dict) else None
-        return str(model.get("kind") or "") if isinstance(model, dict) else ""
-    except (OSError, yaml.YAMLError):
-        return ""
+    family = str(state.get("family") or "swap")
+    kind = str(state.get("kind") or "")
+    if not kind:
+        try:
+            config = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+            model = config.get("model") if isinstance(config, dict) else None
+            kind = str(model.get("kind") or "") if isinstance(model, dict) else ""
+        except (OSError, yaml.YAMLError):
+            pass
+    return Generator(folder, family, kind)
 
 
 @dataclass
 class _Job:
-    """One (pair, video): the source, its real entry and one (model, fake entry) per model of the pair."""
+    """One (pair, video): the source, its real entry, one (generator, fake entry) per model of the
+    pair, and the other side's first video with its key (``p<K>_<side>``), whose still a
+    reenactment animates."""
 
     video: Path
     real: DatasetEntry
-    fakes: list[tuple[Path, DatasetEntry]]
+    fakes: list[tuple[Generator, DatasetEntry]]
+    partner: Path
+    partner_key: str
 
     def entries(self) -> list[DatasetEntry]:
         """The real entry, then the fakes in model order."""
@@ -259,19 +347,26 @@ class _Job:
 
 def _jobs(pairs: list[tuple[str | Path, str | Path]], per_pair: list[list[Path]]) -> list[_Job]:
     """Every (pair, video) in a stable order: pairs as given, A then B videos, each folder sorted."""
-    kinds = {folder: model_kind(folder) for folders in per_pair for folder in folders}
+    generators = {folder: generator_of(folder) for folders in per_pair for folder in folders}
     sources = [[(Path(folder), _videos(Path(folder))) for folder in pair] for pair in pairs]
     groups = pair_groups(sources)
     jobs = []
     for number, (sides, models, group) in enumerate(zip(sources, per_pair, groups), start=1):
-        for (side, direction), (folder, videos) in zip((("a", "a2b"), ("b", "b2a")), sides):
+        for index, (side, direction) in enumerate((("a", "a2b"), ("b", "b2a"))):
+            folder, videos = sides[index]
+            partner_side, partner_videos = "ba"[index], sides[1 - index][1]
             for video in videos:
                 stem = _name(video, folder)
                 real_rel = f"real/p{number}_{side}_{stem}.mp4"
-                fakes = [(model, DatasetEntry(f"fake/p{number}_{side}_{stem}__{model.name}_{direction}.mp4", "FAKE",
-                                              group, real_rel, model.name, direction, kinds[model]))
-                         for model in models]
-                jobs.append(_Job(video, DatasetEntry(real_rel, "REAL", group), fakes))
+                fakes = []
+                for model in models:
+                    made = generators[model]
+                    way = "" if made.family == "synth" else direction
+                    fakes.append((made, DatasetEntry(
+                        f"fake/p{number}_{side}_{stem}__{made.name}_{way or 'synth'}.mp4", "FAKE", group, real_rel,
+                        made.name, way, made.kind, made.family)))
+                jobs.append(_Job(video, DatasetEntry(real_rel, "REAL", group), fakes, partner_videos[0],
+                                 f"p{number}_{partner_side}"))
     return jobs
 
 
@@ -298,13 +393,14 @@ def _write_index(root: Path, entries: list[DatasetEntry], tag: str = "") -> None
     for entry in entries:
         record = {"label": entry.label, "group": entry.group}
         if entry.original:
-            record.update(original=entry.original, model=entry.model, kind=entry.kind, direction=entry.direction)
+            record.update(original=entry.original, model=entry.model, kind=entry.kind, direction=entry.direction,
+                          family=entry.family)
         metadata[entry.path] = record
     write_json_atomic(root / f"metadata{tag}.json", metadata)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label", "group", "original", "model", "direction", "kind"])
+    writer.writerow(["path", "label", "group", "original", "model", "direction", "kind", "family"])
     for entry in entries:
         writer.writerow([entry.path, entry.label, entry.group, entry.original, entry.model, entry.direction,
-                         entry.kind])
+                         entry.kind, entry.family])
     write_text_atomic(root / f"dataset{tag}.csv", buffer.getvalue())

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 from pathlib import Path
 
 from deepfake_cli.detect.layouts import FAKE, REAL, read_dataset
-from deepfake_cli.media.video import VideoReader
+from deepfake_cli.media.video import VideoReader, ffmpeg_exe
 
 
 def test_pairs_become_a_dfdc_style_dataset_with_fakes_grouped_with_originals(
@@ -88,7 +89,7 @@ def test_several_models_per_pair_each_make_fakes_recorded_with_name_and_kind(
     assert result.code == 0, result
     assert "2 real and 4 fake videos (4 converted now" in result.out
     rows = list(csv.DictReader((root / "dataset.csv").open()))
-    assert list(rows[0]) == ["path", "label", "group", "original", "model", "direction", "kind"]
+    assert list(rows[0]) == ["path", "label", "group", "original", "model", "direction", "kind", "family"]
     fakes = [r for r in rows if r["label"] == "FAKE"]
     assert {(r["model"], r["kind"]) for r in fakes} == {(tiny_swap_model.name, "original"), ("tiny_gan", "gan")}
     assert all((root / r["path"]).is_file() for r in rows)
@@ -114,7 +115,7 @@ def test_models_are_assigned_to_pairs_by_prefix_count_or_single_pair(tiny_swap_m
     import pytest
 
     from deepfake_cli.errors import ConfigError, InputError
-    from deepfake_cli.make_dataset import assign_models, model_kind
+    from deepfake_cli.make_dataset import WARP, assign_models, generator_of
 
     gan = _second_model(tiny_swap_model, tmp_path, "gan")
     m, g = tiny_swap_model, gan
@@ -129,10 +130,48 @@ def test_models_are_assigned_to_pairs_by_prefix_count_or_single_pair(tiny_swap_m
             assign_models(2, models)
     with pytest.raises(InputError, match="model folder not found"):
         assign_models(1, [m, tmp_path / "missing"])
-    assert model_kind(m) == "original" and model_kind(g) == "gan"
+    assert assign_models(1, [m, WARP]) == [[m, Path(WARP)]]  # the reenactment baseline needs no folder
+    assert (generator_of(m).family, generator_of(m).kind, generator_of(g).kind) == ("swap", "original", "gan")
+    assert (generator_of(Path(WARP)).family, generator_of(Path(WARP)).kind) == ("reenact", "warp")
     (tmp_path / "cfg_only").mkdir()
     (tmp_path / "cfg_only" / "config.yaml").write_text("model:\n  kind: gan\n")
-    assert model_kind(tmp_path / "cfg_only") == "gan" and model_kind(tmp_path) == ""
+    assert generator_of(tmp_path / "cfg_only").kind == "gan" and generator_of(tmp_path).kind == ""
+    assert generator_of(tmp_path).family == "swap"  # swap models from before families were recorded
+
+
+def test_one_dataset_holds_swaps_reenactments_and_synthesised_faces_each_labelled_with_its_family(
+        run_dfk, clip_a: Path, clip_b: Path, tiny_swap_model: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from deepfake_cli.media.images import write_image
+    from deepfake_cli.synth import facegan_config, train_facegan
+
+    faces = tmp_path / "faces"
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        write_image(faces / f"face_{i}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    facegan = tmp_path / "facegan"
+    train_facegan([faces], facegan, facegan_config(facegan, "tiny", overrides=["train.steps=2"]), device="cpu")
+
+    root = tmp_path / "dataset"
+    result = run_dfk("-q", "make-dataset", "--pair", clip_a, clip_b, "-m", tiny_swap_model, "-m", "warp",
+                     "-m", facegan, "-o", root)
+    assert result.code == 0, result
+    rows = list(csv.DictReader((root / "dataset.csv").open()))
+    fakes = [r for r in rows if r["label"] == "FAKE"]
+    assert sorted((r["family"], r["model"], r["kind"], r["direction"]) for r in fakes) == sorted(
+        [("swap", tiny_swap_model.name, "original", d) for d in ("a2b", "b2a")]
+        + [("reenact", "warp", "warp", d) for d in ("a2b", "b2a")]
+        + [("synth", "facegan", "gan", "")] * 2)
+    for row in fakes:
+        video = root / row["path"]
+        assert sum(1 for _ in VideoReader(video)) == 30  # as many frames as the real video
+        probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(video)], capture_output=True, text=True)
+        assert "Synthetic media (deepfake)" in probe.stderr  # every family's fakes are labelled
+    items = read_dataset(root)
+    assert {i.family for i in items if i.label == FAKE} == {"swap", "reenact", "synth"}
+    assert {i.family for i in items if i.label == REAL} == {None}
+    assert len({i.group for i in items}) == 1  # every fake of the pair stays in the pair's group
 
 
 def _fast_people(tmp_path: Path, monkeypatch) -> tuple[list[tuple[Path, Path]], dict[tuple[int, str], str], Path]:

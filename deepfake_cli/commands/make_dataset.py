@@ -15,9 +15,10 @@ from deepfake_cli.convert import ConvertOptions
               metavar="A_VIDEOS B_VIDEOS", help="Videos (file or folder) of identity A and of B; repeatable.")
 @click.option("-m", "--model", "models", multiple=True, required=True, type=click.Path(file_okay=False),
               metavar="[K:]MODEL",
-              help="Swap model trained on A and B (repeatable): one for all pairs, one per --pair in order, any "
-                   "number for a single --pair (each makes its own fakes), or K:MODEL for a model of pair K "
-                   "(repeat for several generators per pair).")
+              help="A model that makes fakes (repeatable): a swap model trained on A and B, a reenactment model "
+                   "(train-reenact) or 'warp' (the training-free reenactment baseline), or a face GAN "
+                   "(train-facegan). One for all pairs, one per --pair in order, any number for a single --pair "
+                   "(each makes its own fakes), or K:MODEL for a model of pair K (repeat for several per pair).")
 @click.option("-o", "--output", "root", required=True, type=click.Path(file_okay=False),
               help="Dataset root to write (real/, fake/, metadata.json, dataset.csv).")
 @click.option("--crf", type=int, default=18, show_default=True, help="x264 quality of the fakes.")
@@ -26,7 +27,7 @@ from deepfake_cli.convert import ConvertOptions
 @click.pass_context
 def make_dataset(ctx: click.Context, pairs: tuple[tuple[str, str], ...], models: tuple[str, ...], root: str,
                  crf: int, shard: Shard | None, device: str | None) -> None:
-    """Convert pairs of identities with swap models into a labelled real/fake dataset.
+    """Make a labelled real/fake dataset from pairs of identities: swaps, reenactments, synthesised faces.
 
     \b
     Examples:
@@ -34,10 +35,14 @@ def make_dataset(ctx: click.Context, pairs: tuple[tuple[str, str], ...], models:
       dfk train-detect --dataset data/detect_set -o detectors/mine
       dfk make-dataset --pair data/alice data/bob -m models/ab_fast -m models/ab_gan -o data/two_generators
       dfk make-dataset --pair a1 b1 --pair a2 b2 -m 1:models/p1 -m 1:models/p1_gan -m 2:models/p2 -o data/set
+      dfk make-dataset --pair data/alice data/bob -m models/ab -m warp -m models/faces_gan -o data/families
 
     \b
-    Each fake is listed with its model (the folder name) and that model's kind (original or gan,
-    from its state.json) in metadata.json and dataset.csv.
+    Fakes by family: a swap model converts A's videos to B's face and B's to A's; a reenactment
+    model (or warp) animates a still of B with each A video and a still of A with each B video; a
+    face GAN adds one latent-walk clip of faces of nobody per real video. Each fake is listed with
+    its model (the folder name, or warp), kind and family (swap, reenact, synth) in metadata.json
+    and dataset.csv; train-detect and detect --dataset report metrics per method and per family.
 
     \b
     Source groups keep people apart in train-detect's splits: a pair's real videos of A and B and

@@ -108,6 +108,7 @@ def _run_info(config: SwapConfig, faces: dict[str, FaceSet], seed: int,
     ``world_size`` is the number of ranks of the run that wrote it."""
     extract = faces["a"].alignments or Alignments()
     info = {
+        "family": "swap",
         "kind": config.model.kind,
         "size": config.model.size,
         "coverage": model_coverage(faces["a"].alignments, config.data.crop),

@@ -138,7 +138,7 @@ def train_facegan(folders: Sequence[str | Path], model_dir: str | Path, config: 
         if step >= train.steps:
             return summary
         barrier()  # every rank has read the folder before rank 0 writes to it
-        info = {"faces": {"folders": [str(f) for f in folders], "count": len(faces)}, "seed": seed,
+        info = {"family": "synth", "kind": "gan", "faces": {"folders": [str(f) for f in folders], "count": len(faces)}, "seed": seed,
                 "world_size": world_size(), "versions": {"dfk": __version__, "torch": torch.__version__}}
         seconds_before = float(checkpoint.info.get("seconds", 0.0)) if checkpoint is not None else 0.0
         training_log = None
