@@ -16,6 +16,10 @@ compression tells reals from fakes nothing.
   Fakes: dfk swaps **between these real videos**, by two generators (``--generators``, default
   ``fast`` and ``fast-gan``) trained by the script on the man (A) and the woman (B): the man's clips
   with her face and her clips with his. One ``dfk make-dataset`` call makes them (a group per pair).
+  ``--reenact-models`` (``warp`` and/or ``train-reenact`` folders) add reenactments between the same
+  two people (a still of her animated by each of his clips, and of him by hers), and
+  ``--synth-models`` (``train-facegan`` folders) a latent-walk clip of faces of nobody per real test
+  clip: AUC and TPR are then also reported per family (swap, reenact, synth).
 - **Training (reals only, ``--synthetic sbi``):** ``--orl-people`` ORL people (s1, s2, ...) as
   moving photos (each clip walks through the person's 10 grey photos, scaled 3x), moving clips of
   the astronaut and Grace Hopper stills, and carphone frames 0-59 (2 clips); with
@@ -212,6 +216,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="detector training seeds, comma-separated")
     parser.add_argument("--generators", default="fast,fast-gan", help="swap presets of the two generators")
     parser.add_argument("--swap-steps", type=int, default=600, help="training steps per generator")
+    parser.add_argument("--reenact-models", default="", help="reenactment fakes too: warp and/or train-reenact "
+                                                             "model folders, comma-separated")
+    parser.add_argument("--synth-models", default="", help="synthesised fakes too: train-facegan model folders, "
+                                                           "comma-separated")
     parser.add_argument("--orl-people", type=int, default=20, help="ORL people among the training reals "
                                                                    "(the rest are calibration footage)")
     parser.add_argument("--colour-people", action="store_true",
@@ -243,7 +251,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
     swap_seconds = {m.name: round(train_generator(swap_faces["man"], swap_faces["woman"], m, preset, args.swap_steps,
                                                   0, args.device), 1) for m, preset in zip(models, names)}
     root = work / "dataset"
-    make_dataset([(roles["man"][0].parent, roles["woman"][0].parent)], [str(m) for m in models], root,
+    extra = [name for name in f"{args.reenact_models},{args.synth_models}".split(",") if name]
+    make_dataset([(roles["man"][0].parent, roles["woman"][0].parent)], [str(m) for m in models] + extra, root,
                  ConvertOptions(device=args.device, crf=CRF, preset=PRESET), progress=False)
     rows = list(csv.DictReader((root / "dataset.csv").open(encoding="utf-8")))
     faces = extract_each(root, work / "faces", args.face_size)
@@ -258,10 +267,12 @@ def run(args: argparse.Namespace, work: Path) -> None:
             copy = folder / others[str(video)].name
             if not copy.exists():
                 shutil.copytree(others[str(video)], copy)
-    generators = [m.name for m in models]
+    generators = [m.name for m in models] + [Path(name).name for name in extra]
+    families = sorted({r["family"] for r in rows if r["label"] == "FAKE"})
     print(json.dumps({"setup": {
         "test": {"real": sum(r["label"] == "REAL" for r in rows),
-                 **{f"fake_{g}": sum(r["model"] == g for r in rows) for g in generators}},
+                 **{f"fake_{g}": sum(r["model"] == g for r in rows) for g in generators},
+                 **{f"family_{f}": sum(r["family"] == f for r in rows) for f in families}},
         "train_real": len(roles["train"]), "calib_other": len(roles["calib_other"]),
         "calib_domain": len(roles["calib_domain"]), "swap_steps": args.swap_steps, "swap_seconds": swap_seconds,
         "seconds": round(time.perf_counter() - started, 1)}}), flush=True)
@@ -289,6 +300,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 "val_video_auc": report["val"]["video"]["auc"],
                 "test_video_auc": evaluation["metrics"]["video"]["auc"],
                 **{f"auc_{g}": auc_of(evaluation, g) for g in generators},
+                **({f"auc_family_{f}": evaluation["per_family"][f]["video"]["auc"] for f in families}
+                   if len(families) > 1 else {}),
                 "stored": {"threshold": round(report["threshold"], 4), **rates(videos, report["threshold"], generators)},
                 "real_scores": spread(videos, "real"), "fake_scores": spread(videos, "fake"),
                 "train_seconds": round(train_seconds, 1),
