@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,19 @@ def test_a_folder_that_is_not_a_model_gives_one_error_line(tmp_path: Path, tiny_
     assert "\n" not in str(caught.value)
     missing = run_dfk("train-reenact", tmp_path / "nope.mp4", "-o", tmp_path / "m")
     assert missing.code != 0 and missing.err.startswith("error: no such video") and missing.err.count("\n") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_gloo_ranks_train_one_model_that_only_rank_0_writes(clip_a: Path, crop_cache: Path, tiny_model: Path,
+                                                                tmp_path: Path) -> None:
+    from tests.test_distributed import torchrun
+
+    model = tmp_path / "model"
+    done = torchrun("-m", "deepfake_cli", "-q", "--device", "cpu", "train-reenact", clip_a, "-o", model,
+                    "--preset", "tiny", "--cache", crop_cache)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [int(r["step"]) for r in csv.DictReader((model / "log.csv").open())] == [5, 10, 15, 20]
+    state = json.loads((model / "state.json").read_text())
+    assert state["step"] == 20 and state["world_size"] == 2
+    assert load_animator(model, torch.device("cpu")).net.training is False  # loads as any model does
