@@ -27,6 +27,7 @@ COMMANDS = {
     "train-detect": ("train_detect", "train_detect", "Train a deepfake detector (ConvLSTM, EfficientNet, ...)."),
     "detect": ("detect", "detect", "Score videos/images as real or fake."),
     "calibrate": ("calibrate", "calibrate", "Reset a detector's threshold from known-real footage (target FPR)."),
+    "reenact": ("reenact", "reenact", "Animate a photo's face with the motion of a driving video (warp or model)."),
     "evaluate": ("evaluate", "evaluate", "Measure a swap: identity transfer, landmark NME, sharpness, background PSNR."),
     "train-reenact": ("train_reenact", "train_reenact", "Train a learned face-reenactment model on talking-head videos."),
     "make-dataset": ("make_dataset", "make_dataset", "Make a labelled real/fake dataset with swap models."),

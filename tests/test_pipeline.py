@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from deepfake_cli.media.pipeline import Stage, StageTimes, run_pipeline
-from deepfake_cli.convert.provenance import encode_tagged_image, stamp_watermark
+from deepfake_cli.media.provenance import encode_tagged_image, stamp_watermark
 
 
 def _no_pipeline_threads_left(before: int) -> bool:

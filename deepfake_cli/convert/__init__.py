@@ -2,7 +2,7 @@
 
 Public API: ``convert(input, output, model_dir, options)`` -> ``ConvertSummary``, ``ConvertOptions``,
 ``ConvertError`` and ``DIRECTIONS``. ``run`` drives a conversion, ``frames`` does the per-frame work
-(align, swap, paste back) and ``provenance`` tags the output as synthetic; faces are found and
+(align, swap, paste back) and ``media.provenance`` tags the output as synthetic; faces are found and
 followed by ``faces.follow`` and the model is loaded with ``swap.load_swap_model``.
 """
 

@@ -22,7 +22,7 @@ from deepfake_cli.faces.color import match_color
 from deepfake_cli.faces.masks import MaskShape, blend_mask
 from deepfake_cli.faces.smoothing import LandmarkSmoother
 from deepfake_cli.faces.follow import FaceLocator
-from deepfake_cli.convert.provenance import stamp_watermark
+from deepfake_cli.media.provenance import stamp_watermark
 
 if TYPE_CHECKING:
     from deepfake_cli.faces.parsing import FaceParser

@@ -40,7 +40,7 @@ from deepfake_cli.media.sources import collect_sources, estimated_frames
 from deepfake_cli.media.video import ENCODER_PRESETS, VideoReader, VideoWriter, is_video, video_encoder
 from deepfake_cli.runtime import resolve_device
 from deepfake_cli.convert.frames import BlendSettings, FrameJob, FrameSwapper, SwapModelLike
-from deepfake_cli.convert.provenance import encode_tagged_image, provenance_text, video_metadata
+from deepfake_cli.media.provenance import encode_tagged_image, provenance_text, video_metadata
 from deepfake_cli.faces.follow import REDETECT_EVERY, DetectingLocator, FaceLocator, ReferenceFilter, StoredLocator
 from deepfake_cli.media.pipeline import Stage, StageTimes, run_pipeline
 from deepfake_cli.media.shards import Shard
@@ -256,7 +256,7 @@ class _Run:
             self.locator = DetectingLocator(backend or create_backend(options.detector, device=str(device),
                                                                       detector_threads=1), options.redetect,
                                             self.matcher)
-        self.provenance = provenance_text(model_dir, options.direction)
+        self.provenance = provenance_text("faces swapped", f"model '{Path(model_dir).name}' ({options.direction})")
         self.summary = summary
 
     def stages(self, write: Stage[FrameJob]) -> list[Stage[FrameJob]]:

@@ -1,17 +1,16 @@
-"""Provenance of converted media: container metadata, image text chunks and a visible label.
+"""Provenance of synthetic media: container metadata, image text chunks and a visible label.
 
-Every converted video carries ``comment`` and ``description`` tags saying it is synthetic media
-made with dfk and which model made it; converted PNG and JPEG images carry the same sentence as a
-PNG ``tEXt`` chunk (keyword ``Comment``) or a JPEG ``COM`` segment. ``--watermark`` also stamps
-a small visible label in the bottom-left corner of every frame of a converted video and of every
-image whose face was swapped.
+Every video dfk makes (convert's swaps, reenact's animated photos) carries ``comment`` and
+``description`` tags saying it is synthetic media made with dfk and by what; converted PNG and JPEG
+images carry the same sentence as a PNG ``tEXt`` chunk (keyword ``Comment``) or a JPEG ``COM``
+segment. ``--watermark`` also stamps a small visible label in the bottom-left corner of every
+frame (of a video) and of every image whose face was changed.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,10 +21,10 @@ from deepfake_cli.errors import InputError
 WATERMARK_TEXT = "SYNTHETIC - made with dfk"
 
 
-def provenance_text(model_dir: str | Path, direction: str) -> str:
-    """The one-sentence provenance statement written into converted media."""
-    return (f"Synthetic media (deepfake): faces swapped by dfk {__version__} "
-            f"with model '{Path(model_dir).name}' ({direction}).")
+def provenance_text(made: str, method: str) -> str:
+    """The one-sentence provenance statement written into synthetic media: what was ``made``
+    (e.g. "faces swapped") and the ``method`` that made it (e.g. "model 'alice_bob' (a2b)")."""
+    return f"Synthetic media (deepfake): {made} by dfk {__version__} with {method}."
 
 
 def video_metadata(text: str) -> dict[str, str]:
