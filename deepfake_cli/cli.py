@@ -31,6 +31,7 @@ COMMANDS = {
     "calibrate": ("calibrate", "calibrate", "Reset a detector's threshold from known-real footage (target FPR)."),
     "reenact": ("reenact", "reenact", "Animate a photo's face with the motion of a driving video (warp or model)."),
     "evaluate": ("evaluate", "evaluate", "Measure a swap: identity transfer, landmark NME, sharpness, background PSNR."),
+    "train-reenact": ("train_reenact", "train_reenact", "Train a learned face-reenactment model on talking-head videos."),
     "make-dataset": ("make_dataset", "make_dataset", "Make a labelled real/fake dataset with swap models."),
     "demo": ("demo", "demo", "Run the whole pipeline offline on embedded data, with a report."),
 }

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from deepfake_cli import losses as image_losses
 from deepfake_cli.errors import BackendError, ConfigError, InputError
 from deepfake_cli.faces.align import template_points
 from deepfake_cli.swap import losses
@@ -291,7 +292,7 @@ def test_ssim_matches_scikit_image() -> None:
     for x, y in pairs:
         reference, full = structural_similarity(x, y, data_range=1.0, channel_axis=2, gaussian_weights=True,
                                                 sigma=1.5, use_sample_covariance=False, full=True)
-        luminance, contrast_structure = losses._ssim_parts(as_batch(x), as_batch(y), 11, 1.5)
+        luminance, contrast_structure = image_losses._ssim_parts(as_batch(x), as_batch(y), 11, 1.5)
         ssim_map = (luminance * contrast_structure)[0].permute(1, 2, 0).numpy()
         assert float(ssim_map[5:-5, 5:-5].mean()) == pytest.approx(float(reference), abs=1e-5)
         assert float(losses.ssim(as_batch(x), as_batch(y))) == pytest.approx(float(full.mean()), abs=1e-3)
