@@ -282,7 +282,7 @@ def train_reenact(videos: Sequence[str | Path], model_dir: str | Path, config: R
         barrier()  # rank 0 filled the cache; the others read it
         if rank() != 0:
             pairs = load_pairs(videos, cache, config.model.size, config.data)
-        info = {"run": record, "frames": pairs.counts, "world_size": world_size(),
+        info = {"family": "reenact", "kind": "learned", "run": record, "frames": pairs.counts, "world_size": world_size(),
                 "versions": {"dfk": __version__, "torch": torch.__version__}}
         session = _Session(config, pairs, folder, torch_device, seed, info)
         checkpoint = _load_everywhere(folder)
