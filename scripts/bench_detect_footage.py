@@ -20,6 +20,12 @@ compression tells reals from fakes nothing.
   two people (a still of her animated by each of his clips, and of him by hers), and
   ``--synth-models`` (``train-facegan`` folders) a latent-walk clip of faces of nobody per real test
   clip: AUC and TPR are then also reported per family (swap, reenact, synth).
+- **Training (reals, and with ``--train-fake-models`` fakes of other families):** by default no
+  fakes at all, only self-blended twins of the reals (``--synthetic sbi``). ``--train-fake-models``
+  (``warp``, ``train-reenact`` or ``train-facegan`` folders) also makes fakes among the training
+  people -- consecutive training clips are paired and each pair gets ``dfk make-dataset``'s fakes
+  of those models -- and trains on them beside the self-blended twins; a pair's two clips and their
+  fakes form one source group. Never the test people, never a swap model: swaps stay unseen.
 - **Training (reals only, ``--synthetic sbi``):** ``--orl-people`` ORL people (s1, s2, ...) as
   moving photos (each clip walks through the person's 10 grey photos, scaled 3x), moving clips of
   the astronaut and Grace Hopper stills, and carphone frames 0-59 (2 clips); with
@@ -184,9 +190,21 @@ def extract_all(videos: list[Path], faces: Path, size: int) -> dict[str, Path]:
     return out
 
 
-def real_csv(target: Path, videos: list[Path], faces: dict[str, Path]) -> Path:
-    """A CSV dataset of real extract folders, one group per video."""
-    rows = [{"path": str(v), "label": "REAL", "group": v.stem, "model": ""} for v in videos]
+def training_csv(target: Path, videos: list[Path], faces: dict[str, Path], models: list[str], work: Path,
+                 face_size: int, device: str) -> Path:
+    """The detector's training set: the real clips (one group each), and with ``models`` those
+    models' fakes of consecutive pairs of them (a pair and its fakes: one group)."""
+    rows = [{"path": str(v), "label": "REAL", "group": v.stem, "model": "", "family": ""} for v in videos]
+    if models:
+        pairs = list(zip(videos[0::2], videos[1::2]))
+        root = work / "train_fakes"
+        make_dataset(pairs, models, root, ConvertOptions(device=device, crf=CRF, preset=PRESET), progress=False)
+        made = [r for r in csv.DictReader((root / "dataset.csv").open(encoding="utf-8")) if r["label"] == "FAKE"]
+        faces = {**faces, **extract_all([root / r["path"] for r in made], work / "faces", face_size)}
+        group = {str(v): f"t{k}" for k, pair in enumerate(pairs, start=1) for v in pair}
+        for row in rows:
+            row["group"] = group.get(row["path"], row["group"])
+        rows += [{**r, "path": str(root / r["path"]), "group": f"t{r['group'][1:]}"} for r in made]
     return write_csv(target, rows, faces)
 
 
@@ -220,6 +238,9 @@ def main() -> None:
                                                              "model folders, comma-separated")
     parser.add_argument("--synth-models", default="", help="synthesised fakes too: train-facegan model folders, "
                                                            "comma-separated")
+    parser.add_argument("--train-fake-models", default="", help="models (warp, train-reenact, train-facegan "
+                                                                "folders) whose fakes of training people join "
+                                                                "the detector's training set")
     parser.add_argument("--orl-people", type=int, default=20, help="ORL people among the training reals "
                                                                    "(the rest are calibration footage)")
     parser.add_argument("--colour-people", action="store_true",
@@ -259,7 +280,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
     test = write_csv(work / "test.csv", rows, faces)
     others = extract_all(roles["train"] + roles["calib_other"] + roles["calib_domain"], work / "faces",
                          args.face_size)
-    train = real_csv(work / "train.csv", roles["train"], others)
+    train_models = [name for name in args.train_fake_models.split(",") if name]
+    train = training_csv(work / "train.csv", roles["train"], others, train_models, work, args.face_size, args.device)
     calib = {role: work / role for role in ("calib_other", "calib_domain")}
     for role, folder in calib.items():
         folder.mkdir(exist_ok=True)
@@ -282,7 +304,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
             overrides = ["train.synthetic=sbi"] + ([] if args.epochs is None else [f"train.epochs={args.epochs}"])
             overrides += [o.split(":", 1)[1] for o in args.overrides if o.split(":", 1)[0] == preset]
             config = load_config(DetectConfig, "detect", preset, None, overrides)
-            training = [overrides, args.orl_people, args.colour_people]
+            training = [overrides, args.orl_people, args.colour_people] + ([train_models] if train_models else [])
             tag = hashlib.sha1(json.dumps(training).encode()).hexdigest()[:6]  # other settings, other folder
             folder = work / "detectors" / f"{preset}-{tag}-seed{seed}"
             tick = time.perf_counter()
@@ -294,6 +316,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
             videos = evaluation["videos"]
             line: dict[str, Any] = {
                 "detector": preset, "seed": seed, "overrides": overrides[1:], "train_real": len(roles["train"]),
+                "train_fake_models": [Path(m).name for m in train_models],
                 "model": config.model.name,
                 "weights": config.model.weights, "freeze": config.model.freeze,
                 "size": config.sequence.size, "epochs_run": report["epochs_run"],

@@ -150,13 +150,14 @@ def extract_each(root: Path, faces: Path, size: int) -> dict[str, Path]:
 
 
 def write_csv(target: Path, rows: list[dict[str, str]], faces: dict[str, Path]) -> Path:
-    """A CSV dataset (path,label,group,method) of extract folders, paths relative to ``target``'s folder."""
+    """A CSV dataset (path,label,group,method,family) of extract folders, paths relative to
+    ``target``'s folder."""
     with target.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["path", "label", "group", "method"])
+        writer.writerow(["path", "label", "group", "method", "family"])
         for row in rows:
             writer.writerow([faces[row["path"]].relative_to(target.parent).as_posix(), row["label"],
-                             row["group"], row["model"]])
+                             row["group"], row["model"], row.get("family", "")])
     return target
 
 
