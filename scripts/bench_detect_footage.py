@@ -198,7 +198,8 @@ def training_csv(target: Path, videos: list[Path], faces: dict[str, Path], model
     if models:
         pairs = list(zip(videos[0::2], videos[1::2]))
         root = work / "train_fakes"
-        make_dataset(pairs, models, root, ConvertOptions(device=device, crf=CRF, preset=PRESET), progress=False)
+        every = [f"{k}:{model}" for k in range(1, len(pairs) + 1) for model in models]  # each model, every pair
+        make_dataset(pairs, every, root, ConvertOptions(device=device, crf=CRF, preset=PRESET), progress=False)
         made = [r for r in csv.DictReader((root / "dataset.csv").open(encoding="utf-8")) if r["label"] == "FAKE"]
         faces = {**faces, **extract_all([root / r["path"] for r in made], work / "faces", face_size)}
         group = {str(v): f"t{k}" for k, pair in enumerate(pairs, start=1) for v in pair}
