@@ -42,7 +42,8 @@ from deepfake_cli.faces.follow import REDETECT_EVERY
 @click.option("--blur", type=float, default=None, metavar="PX",
               help="Feather the mask edge, Gaussian sigma in PX [default: 8% of the eye distance].")
 @click.option("--color", type=click.Choice(COLOR_METHODS), default="avg", show_default=True,
-              help="Match the swapped face's colours to the original face.")
+              help="Match the swapped face's colours to the original face (band: locally, in a band "
+                   "just inside the mask edge).")
 @click.option("--blend", type=click.Choice(BLEND_METHODS), default="feather", show_default=True,
               help="feather: alpha blend; poisson: OpenCV seamless clone.")
 @click.option("--smooth", type=float, default=1.0, show_default=True,
