@@ -3,14 +3,16 @@
 Statistics are taken only inside a region (the hard face mask), so background and hair do not
 pull the colours. Methods: ``avg`` (mean shift per RGB channel), ``reinhard`` (mean and standard
 deviation per L*a*b* channel, Reinhard et al. 2001), ``hist`` (per-channel histogram matching),
-``band`` (a smooth, local mean shift measured in a band just inside the region's edge, where the
-seam is) and ``none``. OpenCV's masked statistics keep this cheap on HD frames.
+``band`` (``reinhard``, then a smooth, local mean shift measured in a band just inside the
+region's edge, where the seam is) and ``none``. OpenCV's masked statistics keep this cheap on HD
+frames.
 
-``band``: the band is the region's pixels within ``BAND_SHARE`` x sqrt(region area) of its edge
-(about 0.17 eye distances on a face hull). The RGB difference target - face is averaged over the
-band with a Gaussian of twice that width (a normalised convolution), so each pixel gets the shift
-of the band nearest it: one cheek can be lit differently from the other, and the face meets the
-frame's colours all along the edge. Far from the band the shift falls back to the band's mean.
+``band``: after ``reinhard`` over the whole region, the band is the region's pixels within
+``BAND_SHARE`` x sqrt(region area) of its edge (about 0.25 eye distances on a face hull). The RGB
+difference target - face is averaged over the band with a Gaussian of twice that width (a
+normalised convolution), so each pixel gets the shift of the band nearest it: one cheek can be lit
+differently from the other, and the face meets the frame's colours all along the edge. Far from
+the band the shift falls back to the band's mean.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 COLOR_METHODS = ("avg", "reinhard", "hist", "band", "none")
 MIN_PIXELS = 16
-BAND_SHARE = 0.08
+BAND_SHARE = 0.12
 BAND_PRIOR = 0.05  # weight of the band's mean shift where no band pixel is near
 
 
@@ -55,6 +57,7 @@ def _hist(face: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarra
 
 
 def _band(face: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
+    face = _reinhard(face, target, region)
     width = max(BAND_SHARE * float(np.sqrt(cv2.countNonZero(region))), 2.0)
     inside = cv2.distanceTransform(region, cv2.DIST_L2, cv2.DIST_MASK_5)
     band = ((inside > 0) & (inside <= width)).astype(np.float32)
