@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 from pathlib import Path
 
@@ -118,6 +119,19 @@ def test_resume_with_other_settings_is_refused_in_one_line(run_dfk, tiny_model: 
     assert result.err.strip().startswith("error: cannot resume") and len(result.err.strip().splitlines()) == 1
     assert "model.size: 16 -> 64" in result.err
     assert (tiny_model / "checkpoint.json").read_bytes() == before
+
+
+@pytest.mark.multiprocess
+def test_two_ranks_under_torchrun_train_one_folder_that_rank_zero_writes(faces_dir: Path, tmp_path: Path) -> None:
+    import test_distributed
+
+    model = tmp_path / "model"
+    result = test_distributed.torchrun("-m", "deepfake_cli", "-q", "--device", "cpu", "train-facegan", faces_dir,
+                                       "-o", model, "--preset", "tiny")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((model / "state.json").read_text())["world_size"] == 2
+    assert sorted(p.name for p in (model / "previews").glob("step_*.png")) == ["step_000002.png", "step_000004.png"]
+    assert _log_steps(model) == [1, 2, 3, 4]  # one log, not one per rank
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
