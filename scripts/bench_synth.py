@@ -1,8 +1,8 @@
 """Benchmark whole-face synthesis on real faces: train a face GAN for a time budget and judge its
 samples at fixed steps; one JSON line per snapshot.
 
-    python scripts/bench_synth.py --work runs/synth --name aug --minutes 7 --every 500
-    python scripts/bench_synth.py --work runs/synth --name noaug --minutes 7 --set train.augment=[]
+    python scripts/bench_synth.py --work runs/synth --name cpu --minutes 7 --every 500
+    python scripts/bench_synth.py --work runs/synth --name aug --minutes 7 --set "train.augment=[color,translation,cutout]"
 
 Real faces come from the footage of ``scripts/fetch_footage.py`` (data/footage), split by
 identity and extracted once with ``dfk extract`` (the API, offline backend, 128 px; ORL photos
@@ -55,7 +55,7 @@ from deepfake_cli.synth import facegan_config, train_facegan  # noqa: E402
 from deepfake_cli.synth import store  # noqa: E402
 from deepfake_cli.synth.data import load_faces  # noqa: E402
 from deepfake_cli.synth.gan import build_generator  # noqa: E402
-from deepfake_cli.synth.quality import frechet_distance, pooled_features  # noqa: E402
+from deepfake_cli.synth.quality import frechet_distance, mean_pairwise_distance, pooled_features  # noqa: E402
 from deepfake_cli.synth.sample import to_uint8  # noqa: E402
 
 TRAIN_PEOPLE = 30
@@ -146,7 +146,8 @@ def main() -> None:
              "train": "ORL s1-s30 + pyfeat WolfgangLanger_Pexels (every 2nd frame) + pyfeat single_face",
              "held_out": "ORL s31-s40 + carphone_pristine",
              "fd_floor": frechet_distance(pooled_features(extractor, half_a[:count]), feats_b),
-             "fd_train": frechet_distance(pooled_features(extractor, train_pick), feats_b)}
+             "fd_train": frechet_distance(pooled_features(extractor, train_pick), feats_b),
+             "diversity_real": mean_pairwise_distance(feats_b)}
     real_rates = detect_rates(held.permute(0, 2, 3, 1).numpy(), backend, hog)
     fixed.update(detect_real=real_rates[0], dlib_real=real_rates[1])
     noise = torch.randn(count, config.model.latent, generator=torch.Generator().manual_seed(EVAL_SEED))
@@ -165,7 +166,9 @@ def main() -> None:
         for name, net in generators(model_dir).items():
             with torch.no_grad():
                 samples = torch.from_numpy(to_uint8(net(noise))).permute(0, 3, 1, 2)
-            row[f"fd_{name}"] = round(frechet_distance(pooled_features(extractor, samples), feats_b), 2)
+            features = pooled_features(extractor, samples)
+            row[f"fd_{name}"] = round(frechet_distance(features, feats_b), 2)
+            row[f"diversity_{name}"] = round(mean_pairwise_distance(features), 2)
             rates = detect_rates(samples.permute(0, 2, 3, 1).numpy(), backend, hog)
             row[f"detect_{name}"], row[f"dlib_{name}"] = round(rates[0], 3), round(rates[1], 3)
         row.update({k: round(v, 3) if isinstance(v, float) else v for k, v in fixed.items()})

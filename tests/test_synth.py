@@ -17,7 +17,7 @@ from deepfake_cli.media.images import read_image, write_image
 from deepfake_cli.media.video import VideoReader, ffmpeg_exe
 from deepfake_cli.synth.augment import diff_augment
 from deepfake_cli.synth.model import Discriminator, Generator
-from deepfake_cli.synth.quality import frechet_distance
+from deepfake_cli.synth.quality import frechet_distance, mean_pairwise_distance
 from deepfake_cli.synth.sample import latent_walk
 from deepfake_cli.synth.schema import FaceGanConfig, validate
 
@@ -206,3 +206,8 @@ def test_frechet_distance_is_zero_for_one_set_and_the_squared_shift_for_a_shifte
     assert abs(frechet_distance(features, features)) < 1e-8
     shift = np.full(8, 0.5)
     assert frechet_distance(features, features + shift) == pytest.approx(float((shift ** 2).sum()), rel=1e-6)
+
+
+def test_diversity_is_zero_for_a_collapsed_set_and_the_distance_for_two_faces() -> None:
+    assert mean_pairwise_distance(np.ones((10, 4))) == pytest.approx(0.0, abs=1e-6)
+    assert mean_pairwise_distance(np.array([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)
