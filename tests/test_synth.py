@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from deepfake_cli.media.images import read_image, write_image
 from deepfake_cli.media.video import VideoReader, ffmpeg_exe
 from deepfake_cli.synth.augment import diff_augment
 from deepfake_cli.synth.model import Discriminator, Generator
-from deepfake_cli.synth.quality import frechet_distance
+from deepfake_cli.synth.quality import frechet_distance, mean_pairwise_distance
 from deepfake_cli.synth.sample import latent_walk
 from deepfake_cli.synth.schema import FaceGanConfig, validate
 
@@ -120,6 +121,19 @@ def test_resume_with_other_settings_is_refused_in_one_line(run_dfk, tiny_model: 
     assert (tiny_model / "checkpoint.json").read_bytes() == before
 
 
+@pytest.mark.multiprocess
+def test_two_ranks_under_torchrun_train_one_folder_that_rank_zero_writes(faces_dir: Path, tmp_path: Path) -> None:
+    import test_distributed
+
+    model = tmp_path / "model"
+    result = test_distributed.torchrun("-m", "deepfake_cli", "-q", "--device", "cpu", "train-facegan", faces_dir,
+                                       "-o", model, "--preset", "tiny")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((model / "state.json").read_text())["world_size"] == 2
+    assert sorted(p.name for p in (model / "previews").glob("step_*.png")) == ["step_000002.png", "step_000004.png"]
+    assert _log_steps(model) == [1, 2, 3, 4]  # one log, not one per rank
+
+
 @pytest.mark.parametrize("make", ["missing", "empty"])
 def test_train_facegan_without_faces_fails_in_one_line_and_writes_nothing(run_dfk, tmp_path: Path, make: str) -> None:
     faces = tmp_path / "faces"
@@ -192,3 +206,8 @@ def test_frechet_distance_is_zero_for_one_set_and_the_squared_shift_for_a_shifte
     assert abs(frechet_distance(features, features)) < 1e-8
     shift = np.full(8, 0.5)
     assert frechet_distance(features, features + shift) == pytest.approx(float((shift ** 2).sum()), rel=1e-6)
+
+
+def test_diversity_is_zero_for_a_collapsed_set_and_the_distance_for_two_faces() -> None:
+    assert mean_pairwise_distance(np.ones((10, 4))) == pytest.approx(0.0, abs=1e-6)
+    assert mean_pairwise_distance(np.array([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)

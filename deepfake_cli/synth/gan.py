@@ -21,7 +21,7 @@ from deepfake_cli.synth.augment import diff_augment
 from deepfake_cli.synth.model import Discriminator, Generator
 from deepfake_cli.synth.schema import FaceGanConfig
 
-LOSS_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
+LOSS_NAMES = ("d_loss", "g_loss", "d_loss_real", "d_loss_fake")  # d_loss = d_loss_real + d_loss_fake
 EMA_WARMUP = 10.0  # the EMA decay is min(ema, (1 + step) / (EMA_WARMUP + step)): early weights fade fast
 
 
@@ -30,11 +30,11 @@ def build_generator(config: FaceGanConfig) -> Generator:
     return Generator(config.model.size, config.model.latent, config.model.g_width)
 
 
-def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """The discriminator's loss on real and fake logits (hinge or non-saturating BCE)."""
+def d_losses(kind: str, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The discriminator's loss on real logits and on fake logits (hinge or non-saturating BCE)."""
     if kind == "hinge":
-        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
+        return F.relu(1.0 - real).mean(), F.relu(1.0 + fake).mean()
+    return F.softplus(-real).mean(), F.softplus(fake).mean()
 
 
 def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
@@ -99,7 +99,8 @@ class FaceGan:
             fake = self.generator(self._noise())
         real_logits = self.discriminator(self._augment(self._real()))
         fake_logits = self.discriminator(self._augment(fake))
-        loss_d = d_loss(kind, real_logits, fake_logits)
+        loss_real, loss_fake = d_losses(kind, real_logits, fake_logits)
+        loss_d = loss_real + loss_fake
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         average_gradients(self.discriminator)
@@ -113,7 +114,7 @@ class FaceGan:
         self.opt_g.step()
         self._update_ema(step)
         return {"d_loss": loss_d.detach(), "g_loss": loss_g.detach(),
-                "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+                "d_loss_real": loss_real.detach(), "d_loss_fake": loss_fake.detach()}
 
     @torch.no_grad()
     def _update_ema(self, step: int) -> None:

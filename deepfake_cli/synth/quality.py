@@ -34,3 +34,12 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     root_a = _psd_sqrt(cov_a)
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0.0, None)).sum()
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2.0 * cross)
+
+
+def mean_pairwise_distance(features: np.ndarray) -> float:
+    """The mean Euclidean distance between the features of two different images of a set: how
+    varied the set is (a collapsed GAN's samples sit close together)."""
+    count = len(features)
+    squared = (features ** 2).sum(axis=1)
+    distances = np.sqrt(np.clip(squared[:, None] + squared[None, :] - 2.0 * features @ features.T, 0.0, None))
+    return float((distances.sum() - np.trace(distances)) / (count * (count - 1)))

@@ -40,7 +40,7 @@ class TrainConfig:
     beta1: float = 0.0
     beta2: float = 0.99
     ema: float = 0.999  # decay of the generator's moving average used for samples; 0 = off
-    augment: list[str] = field(default_factory=lambda: list(AUGMENTS))  # DiffAugment ops; [] = off
+    augment: list[str] = field(default_factory=list)  # DiffAugment ops (AUGMENTS); [] = off
     flip: bool = True  # mirror half of the real faces (a data augmentation, not differentiable)
     mosaic_every: int = 500  # the 6x6 fixed-noise mosaic every N steps (and at the last step)
     log_every: int = 50
