@@ -24,8 +24,8 @@ Footage comes from ``python3 scripts/fetch_footage.py`` (``--footage``, default 
   head pose (a similarity) taken out first, so only the expression's part of the motion counts;
   **mouth NME** is the expression NME over the 20 mouth points (48-67) alone.
   Both come with ``*_still``: the same distance for an output that does not move (how much motion
-  there was to follow). Defaults: the astronaut and Grace Hopper stills and ORL s1/1 and s10/1
-  driven by pyfeat's single_face.mp4.
+  there was to follow). Defaults: the astronaut and Grace Hopper stills and ORL s1/1 and s10/1,
+  each driven by pyfeat's single_face.mp4 and by the carphone clip.
 
 One JSON line per (method, clip or photo), then one summary line per task. Videos are written
 lossless (FFV1), so the figures measure the reenactment, not the encoder. ``--strip DIR`` writes a
@@ -63,7 +63,7 @@ from deepfake_cli.reenact.run import ReenactOptions, reenact  # noqa: E402
 
 SELF_CLIPS = ["pyfeat/WolfgangLanger_Pexels.mp4:236", "carphone/carphone_pristine.mp4:0"]
 PHOTOS = ["astronaut", "grace_hopper", "orl/s1/1.pgm", "orl/s10/1.pgm"]
-DRIVING = "pyfeat/single_face.mp4"
+DRIVING = ["pyfeat/single_face.mp4", "carphone/carphone_pristine.mp4"]
 STRIP_FRAMES = 5
 STRIP_HEIGHT = 160
 STRIP_GROW = 0.6
@@ -301,10 +301,10 @@ def cross_identity(method: Method, footage: Path, photo_name: str, driving: Path
             "seconds": round(seconds, 2), "fps": round(reader.info.frame_count / seconds, 2)}
 
 
-def summary(rows: list[dict], task: str, keys: list[str]) -> dict:
-    """Means of ``keys`` over the rows of ``task``."""
-    chosen = [r for r in rows if r["task"] == task]
-    return {"task": f"{task}-summary", "runs": len(chosen),
+def summary(rows: list[dict], task: str, keys: list[str], **match: str) -> dict:
+    """Means of ``keys`` over the rows of ``task`` (whose fields equal ``match``)."""
+    chosen = [r for r in rows if r["task"] == task and all(r[k] == v for k, v in match.items())]
+    return {"task": f"{task}-summary", **match, "runs": len(chosen),
             **{k: round(float(np.mean([r[k] for r in chosen if r[k] is not None])), 4) for k in keys}}
 
 
@@ -315,7 +315,8 @@ def main() -> None:
     parser.add_argument("--footage", type=Path, default=Path("data/footage"))
     parser.add_argument("--self", dest="self_clips", action="append", default=None, metavar="CLIP[:START[:END]]")
     parser.add_argument("--photo", dest="photos", action="append", default=None, metavar="IMAGE|STILL")
-    parser.add_argument("--driving", default=DRIVING, help="cross-identity driving video (under --footage)")
+    parser.add_argument("--driving", action="append", default=None, metavar="VIDEO",
+                        help="cross-identity driving video under --footage (repeatable)")
     parser.add_argument("--every", type=int, default=1, help="measure every N-th frame")
     parser.add_argument("--strip", type=Path, default=None, help="write frame strips (PNG) into this folder")
     parser.add_argument("--task", choices=("both", "self", "cross"), default="both")
@@ -340,17 +341,19 @@ def main() -> None:
                 rows.append(self_reenactment(method, footage, spec, backend, work, args.every, args.strip))
                 print(json.dumps({**common, **rows[-1]}), flush=True)
         if args.task in ("both", "cross"):
-            for name in args.photos or PHOTOS:
-                rows.append(cross_identity(method, footage, name, footage / args.driving, backend, work, args.every,
-                                           args.strip))
-                print(json.dumps({**common, **rows[-1]}), flush=True)
+            for driving in args.driving or DRIVING:
+                for name in args.photos or PHOTOS:
+                    rows.append(cross_identity(method, footage, name, footage / driving, backend, work, args.every,
+                                               args.strip))
+                    print(json.dumps({**common, **rows[-1]}), flush=True)
     if args.task in ("both", "self"):
         print(json.dumps({**common, **summary(rows, "self", ["face_ssim", "face_l1", "frame_ssim", "frame_l1",
                                                             "landmark_nme"])}))
     if args.task in ("both", "cross"):
-        print(json.dumps({**common, **summary(rows, "cross", ["identity_kept", "motion_nme", "motion_nme_still",
-                                                             "expression_nme", "expression_nme_still", "mouth_nme",
-                                                             "mouth_nme_still"])}))
+        keys = ["identity_kept", "motion_nme", "motion_nme_still", "expression_nme", "expression_nme_still",
+                "mouth_nme", "mouth_nme_still"]
+        for driving in dict.fromkeys(r["driving"] for r in rows if r["task"] == "cross"):
+            print(json.dumps({**common, **summary(rows, "cross", keys, driving=driving)}))
 
 
 if __name__ == "__main__":
