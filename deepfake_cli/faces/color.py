@@ -8,8 +8,8 @@ region's edge, where the seam is) and ``none``. OpenCV's masked statistics keep 
 frames.
 
 ``band``: after ``reinhard`` over the whole region, the band is the region's pixels within
-``BAND_SHARE`` x sqrt(region area) of its edge (about 0.25 eye distances on a face hull). The RGB
-difference target - face is averaged over the band with a Gaussian of twice that width (a
+``BAND_SHARE`` x sqrt(region area) of its edge (about a third of the eye distance on a face hull).
+The RGB difference target - face is averaged over the band with a Gaussian of twice that width (a
 normalised convolution), so each pixel gets the shift of the band nearest it: one cheek can be lit
 differently from the other, and the face meets the frame's colours all along the edge. Far from
 the band the shift falls back to the band's mean.
@@ -22,7 +22,7 @@ import numpy as np
 
 COLOR_METHODS = ("avg", "reinhard", "hist", "band", "none")
 MIN_PIXELS = 16
-BAND_SHARE = 0.12
+BAND_SHARE = 0.16
 BAND_PRIOR = 0.05  # weight of the band's mean shift where no band pixel is near
 
 
