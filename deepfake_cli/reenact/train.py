@@ -202,7 +202,7 @@ class _Session:
         self.writer = rank() == 0
 
     def restore(self, checkpoint: store.Checkpoint) -> None:
-        self.net.load_state_dict(checkpoint.net)
+        self.net.load_state_dict(checkpoint.model["net"])
         if checkpoint.training is not None:
             self.optimizer.load_state_dict(checkpoint.training["optimizer"])
         self.step = checkpoint.step
