@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from deepfake_cli import __version__
 from deepfake_cli.checkpoint import CONFIG_FILE
-from deepfake_cli.config import load_config, to_dict
+from deepfake_cli.config import load_config, to_dict, tree_differences
 from deepfake_cli.errors import InputError, TrainingError
 from deepfake_cli.losses import dssim_loss, edge_loss
 from deepfake_cli.monitor import LOG_FILE, PLOT_FILE, TrainingLog, write_preview
@@ -142,20 +142,9 @@ def run_record(config: ReenactConfig, sources: Sequence[str | Path], seed: int) 
             "videos_sha256": hashlib.sha256(json.dumps(videos).encode()).hexdigest()}
 
 
-def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    found: dict[str, Any] = {}
-    for key, value in tree.items():
-        found |= _leaves(value, f"{prefix}.{key}" if prefix else key)
-    return found
-
-
 def record_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """The settings of ``wanted`` that differ from ``saved`` (dotted keys, seed, videos)."""
-    old, new = _leaves(saved.get("config", {})), _leaves(wanted["config"])
-    found = [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
-             if old.get(key) != new.get(key)]
+    found = tree_differences(saved.get("config", {}), wanted["config"])
     if saved.get("seed") != wanted["seed"]:
         found.append(f"seed {saved.get('seed')!r} -> {wanted['seed']!r}")
     if saved.get("videos_sha256") != wanted["videos_sha256"]:
