@@ -13,6 +13,10 @@ SHA-256 of each file, and the same for the previous set). Only then are the top-
 than the new and the previous one removed. ``open_set`` checks every file against the manifest
 and falls back to the previous set, with a one-line warning naming what was wrong. A folder
 without ``checkpoint.json`` (written before sets, or edited by hand) loads its top-level files.
+
+A trainer's model folder (``save_model``/``load_model``) is such a set of three files:
+``model.pt`` (``{"step", ...weights}``), ``training.pt`` (``{"step", ...optimiser state}``) and
+``state.json`` (``{...info, "step"}``), with ``config.yaml`` beside it (``read_model_config``).
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import torch
+import yaml
 
-from deepfake_cli.errors import CheckpointError
+from deepfake_cli.config import dump_yaml, from_dict
+from deepfake_cli.errors import CheckpointError, DfkError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,7 @@ def _fault(stage: str) -> None:
         _fault_hook(stage)
 
 MODEL_FILE = "model.pt"
+TRAINING_FILE = "training.pt"
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.yaml"
 MANIFEST_FILE = "checkpoint.json"
@@ -390,3 +397,92 @@ def save_set(model_dir: str | Path, step: int, files: Mapping[str, Writer | Path
             shutil.rmtree(entry_dir, ignore_errors=True)
     _fault("cleaned")
     return CheckpointSet(step, {name: set_dir / name for name in records})
+
+
+# --- a trainer's model folder ---------------------------------------------------------------------
+
+C = TypeVar("C")
+
+
+@dataclass
+class Checkpoint:
+    """What a model folder holds: step, weights, optimiser state (None if not asked for or unusable),
+    state.json, and why a newer, incomplete set was skipped (None if it was not)."""
+
+    step: int
+    model: dict[str, Any]
+    training: dict[str, Any] | None
+    info: dict[str, Any]
+    fallback: str | None = None
+
+
+def has_model(model_dir: str | Path) -> bool:
+    """Whether ``model_dir`` holds a checkpoint (``checkpoint.json`` or a top-level ``model.pt``)."""
+    folder = Path(model_dir)
+    return (folder / MANIFEST_FILE).is_file() or (folder / MODEL_FILE).is_file()
+
+
+def save_model(model_dir: str | Path, step: int, model: dict[str, Any], training: dict[str, Any],
+               info: dict[str, Any], keep: int) -> None:
+    """Write ``model.pt``, ``training.pt`` and ``state.json`` of ``step`` as one checkpoint set and
+    rotate the ``model.step<N>.pt`` backups (``keep`` kept; none for step 0)."""
+    state = json.dumps({**info, "step": step}, indent=2) + "\n"
+    saved = save_set(model_dir, step, {
+        TRAINING_FILE: lambda path: torch.save({"step": step, **training}, path),
+        MODEL_FILE: lambda path: torch.save({"step": step, **model}, path),
+        STATE_FILE: lambda path: path.write_text(state, encoding="utf-8"),
+    })
+    if step > 0:
+        rotate_backups(model_dir, step, keep, source=saved.paths[MODEL_FILE])
+
+
+def load_model(model_dir: str | Path, missing: str, foreign: str, fits: Callable[[dict[str, Any]], bool],
+               training: bool = True) -> Checkpoint:
+    """The newest complete checkpoint of ``model_dir`` (its top-level files without ``checkpoint.json``),
+    loaded with ``weights_only``. ``CheckpointError`` with ``missing`` when there is no ``model.pt``,
+    with ``foreign`` when it has no integer step or ``fits`` refuses it. With ``training``, the
+    optimiser state too (None, with a warning, when absent or of another step)."""
+    folder = Path(model_dir)
+    found = open_set(folder)
+    paths = found.paths if found is not None else {n: folder / n for n in (MODEL_FILE, TRAINING_FILE, STATE_FILE)}
+    path = paths.get(MODEL_FILE)
+    if path is None or not path.is_file():
+        raise CheckpointError(missing, str(folder))
+    model = load_weights(path)
+    if not isinstance(model.get("step"), int) or not fits(model):
+        raise CheckpointError(foreign, str(path))
+    step = model.pop("step")
+    state = paths.get(STATE_FILE)
+    info = read_json(state) if state is not None and state.is_file() else {}
+    optimiser = _load_training(folder, paths.get(TRAINING_FILE), step) if training else None
+    return Checkpoint(step, model, optimiser, info, found.fallback if found is not None else None)
+
+
+def _load_training(folder: Path, path: Path | None, step: int) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
+        log.warning("no %s in %s: optimiser state starts afresh", TRAINING_FILE, folder)
+        return None
+    training = load_weights(path)
+    if training.pop("step", None) != step:
+        log.warning("%s is not from step %d: optimiser state starts afresh", path, step)
+        return None
+    return training
+
+
+def read_model_config(model_dir: str | Path, schema: type[C], missing: str,
+                      check: Callable[[C], C] | None = None, unreadable: str = "unreadable config.yaml") -> C:
+    """The resolved config saved as ``config.yaml`` (``check`` applied): ``CheckpointError`` with
+    ``missing`` when absent, with ``unreadable`` and the first line of the problem when invalid."""
+    path = Path(model_dir) / CONFIG_FILE
+    try:
+        config = from_dict(schema, yaml.safe_load(path.read_text(encoding="utf-8")))
+        return check(config) if check is not None else config
+    except FileNotFoundError:
+        raise CheckpointError(missing, str(path)) from None
+    except (yaml.YAMLError, DfkError) as exc:
+        raise CheckpointError(f"{unreadable}: {str(exc).splitlines()[0]}", str(path)) from None
+
+
+def write_model_config(model_dir: str | Path, config: Any) -> None:
+    """Save the resolved config as ``config.yaml``."""
+    write_text_atomic(Path(model_dir) / CONFIG_FILE, dump_yaml(config))

@@ -213,6 +213,23 @@ def diff_keys(old: dict[str, Any], new: dict[str, Any], keys: typing.Iterable[st
     return differing
 
 
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    found: dict[str, Any] = {}
+    for key, value in tree.items():
+        found |= _leaves(value, f"{prefix}.{key}" if prefix else key)
+    return found
+
+
+def tree_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key old -> new`` for every dotted leaf key of two nested dicts (a run record's saved and
+    wanted config) whose values differ, a key missing on one side included; sorted by key."""
+    before, after = _leaves(old), _leaves(new)
+    return [f"{key} {before.get(key)!r} -> {after.get(key)!r}" for key in sorted(before.keys() | after.keys())
+            if before.get(key) != after.get(key)]
+
+
 def leaf_keys(schema: Any, prefix: str = "") -> list[str]:
     """Dotted names of every leaf field of a config dataclass."""
     keys = []

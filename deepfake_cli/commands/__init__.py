@@ -10,6 +10,7 @@ import click
 import tqdm
 
 from deepfake_cli import device_name_error
+from deepfake_cli.config import available_presets
 from deepfake_cli.errors import ConfigError
 from deepfake_cli.faces.identity import SAME_PERSON_DISTANCE
 from deepfake_cli.media.shards import SLURM_TASK_VARIABLE, Shard, parse_shard
@@ -113,6 +114,23 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                         help="YAML file merged over the preset.")(func)
     return func
+
+
+def model_folder_options(stage: str, default_preset: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A trainer's ``-o/--output MODEL_DIR`` (resumed when run again) and ``--preset`` (one of
+    ``stage``'s presets; default the folder's own config when resuming, else ``default_preset``)."""
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option("--preset", default=None,
+                            help=f"One of: {', '.join(available_presets(stage))} (default: the folder's own config "
+                                 f"when resuming, else {default_preset}).")(func)
+        return click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False),
+                            help="Model folder; running again on it resumes training.")(func)
+    return decorate
+
+
+def train_overrides(overrides: tuple[str, ...], **shortcuts: Any) -> list[str]:
+    """``overrides`` and then ``train.<key>=<value>`` for each shortcut option given (not None)."""
+    return [*overrides, *(f"train.{key}={value}" for key, value in shortcuts.items() if value is not None)]
 
 
 class ShardType(click.ParamType):

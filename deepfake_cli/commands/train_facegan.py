@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import click
 
-from deepfake_cli.commands import config_options, device_option, quiet_other_ranks, resolve_device_name, settings
-from deepfake_cli.config import available_presets
+from deepfake_cli.commands import (
+    config_options,
+    device_option,
+    model_folder_options,
+    quiet_other_ranks,
+    resolve_device_name,
+    settings,
+    train_overrides,
+)
 from deepfake_cli.synth import facegan_config
 from deepfake_cli.synth import train_facegan as run_train_facegan
 
-# Command-line shortcuts for train.* config keys.
-SHORTCUTS = ("steps", "batch_size", "mosaic_every", "save_every")
-
-
 @click.command("train-facegan")
 @click.argument("faces_dirs", nargs=-1, required=True, type=click.Path(file_okay=False), metavar="FACES_DIR...")
-@click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False),
-              help="Model folder; running again on it resumes training.")
-@click.option("--preset", default=None,
-              help=f"One of: {', '.join(available_presets('synth'))} (default: the folder's own config when "
-                   "resuming, else cpu).")
+@model_folder_options("synth", "cpu")
 @config_options
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Total step to reach (resuming continues).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Faces per step (per rank).")
@@ -45,9 +44,9 @@ def train_facegan(ctx: click.Context, faces_dirs: tuple[str, ...], model_dir: st
     A mosaic of the same 36 noise vectors is written every --mosaic-every steps; log.csv and
     loss.png follow the losses. Under torchrun only rank 0 writes MODEL_DIR.
     """
-    values = dict(zip(SHORTCUTS, (steps, batch_size, mosaic_every, save_every), strict=True))
-    shortcuts = [f"train.{key}={value}" for key, value in values.items() if value is not None]
-    config = facegan_config(model_dir, preset, config_file, [*overrides, *shortcuts])
+    config = facegan_config(model_dir, preset, config_file,
+                            train_overrides(overrides, steps=steps, batch_size=batch_size, mosaic_every=mosaic_every,
+                                            save_every=save_every))
     options = settings(ctx)
     main_rank = quiet_other_ranks()
     summary = run_train_facegan(list(faces_dirs), model_dir, config, device=resolve_device_name(ctx, device),

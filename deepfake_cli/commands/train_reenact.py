@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import click
 
-from deepfake_cli.commands import config_options, device_option, quiet_other_ranks, resolve_device_name, settings
-from deepfake_cli.config import available_presets
+from deepfake_cli.commands import (
+    config_options,
+    device_option,
+    model_folder_options,
+    quiet_other_ranks,
+    resolve_device_name,
+    settings,
+    train_overrides,
+)
 from deepfake_cli.reenact.train import reenact_config
 from deepfake_cli.reenact.train import train_reenact as run_train_reenact
 
-# Command-line shortcuts for train.* config keys.
-SHORTCUTS = ("iterations", "batch_size", "save_every", "preview_every")
-
-
 @click.command("train-reenact")
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
-@click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False),
-              help="Model folder; running again on it resumes training.")
-@click.option("--preset", default=None,
-              help=f"One of: {', '.join(available_presets('reenact'))} (default: the folder's own config when "
-                   "resuming, else cpu).")
+@model_folder_options("reenact", "cpu")
 @config_options
 @click.option("--iterations", type=click.IntRange(min=1), default=None,
               help="Total step to reach (resuming continues up to it).")
@@ -49,9 +48,9 @@ def train_reenact(ctx: click.Context, videos: tuple[str, ...], model_dir: str, p
     Under torchrun each process (rank) trains --batch-size pairs on its own GPU; only rank 0 writes
     MODEL_DIR.
     """
-    values = dict(zip(SHORTCUTS, (iterations, batch_size, save_every, preview_every), strict=True))
-    shortcuts = [f"train.{key}={value}" for key, value in values.items() if value is not None]
-    config = reenact_config(model_dir, preset, config_file, [*overrides, *shortcuts])
+    config = reenact_config(model_dir, preset, config_file,
+                            train_overrides(overrides, iterations=iterations, batch_size=batch_size,
+                                            save_every=save_every, preview_every=preview_every))
     options = settings(ctx)
     main_rank = quiet_other_ranks()
     summary = run_train_reenact(videos, model_dir, config, device=resolve_device_name(ctx, device),

@@ -7,25 +7,24 @@ from pathlib import Path
 import click
 
 from deepfake_cli.checkpoint import CONFIG_FILE
-from deepfake_cli.commands import config_options, device_option, quiet_other_ranks, resolve_device_name, settings
-from deepfake_cli.config import available_presets
+from deepfake_cli.commands import (
+    config_options,
+    device_option,
+    model_folder_options,
+    quiet_other_ranks,
+    resolve_device_name,
+    settings,
+    train_overrides,
+)
 from deepfake_cli.swap.train import INIT_PARTS, swap_config
 from deepfake_cli.swap.train import train_swap as run_train_swap
-
-# Command-line shortcuts for train.* config keys.
-SHORTCUTS = ("iterations", "batch_size", "save_every", "preview_every")
-
 
 @click.command("train-swap")
 @click.option("-A", "faces_a", required=True, type=click.Path(file_okay=False),
               help="Extract folder of identity A (aligned PNGs + alignments.json).")
 @click.option("-B", "faces_b", required=True, type=click.Path(file_okay=False),
               help="Extract folder of identity B.")
-@click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False),
-              help="Model folder; running again on it resumes training.")
-@click.option("--preset", default=None,
-              help=f"One of: {', '.join(available_presets('swap'))} (default: the folder's own config when "
-                   "resuming, else original).")
+@model_folder_options("swap", "original")
 @config_options
 @click.option("--iterations", type=click.IntRange(min=1), default=None,
               help="Total step to reach (resuming continues up to it).")
@@ -61,12 +60,12 @@ def train_swap(ctx: click.Context, faces_a: str, faces_b: str, model_dir: str, p
     """
     if init_parts is not None and init_from is None:
         raise click.UsageError("--init-parts needs --init-from")
-    values = dict(zip(SHORTCUTS, (iterations, batch_size, save_every, preview_every), strict=True))
-    shortcuts = [f"train.{key}={value}" for key, value in values.items() if value is not None]
     config_dir = model_dir
     if init_from is not None and not (preset or config_file or (Path(model_dir) / CONFIG_FILE).is_file()):
         config_dir = init_from  # a new model takes the source's settings unless a preset or file says otherwise
-    config = swap_config(config_dir, preset, config_file, [*overrides, *shortcuts])
+    config = swap_config(config_dir, preset, config_file,
+                         train_overrides(overrides, iterations=iterations, batch_size=batch_size,
+                                         save_every=save_every, preview_every=preview_every))
     options = settings(ctx)
     main_rank = quiet_other_ranks()
     summary = run_train_swap(faces_a, faces_b, model_dir, config, device=resolve_device_name(ctx, device),

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from deepfake_cli.checkpoint import load_weights, open_set, read_json, save_set, write_json_atomic
-from deepfake_cli.config import to_dict
+from deepfake_cli.config import to_dict, tree_differences
 from deepfake_cli.detect.config import DetectConfig
 from deepfake_cli.detect.layouts import LabelledInput
 from deepfake_cli.errors import CheckpointError, InputError
@@ -60,22 +60,9 @@ def run_record(items: list[LabelledInput], config: DetectConfig, seed: int, fold
     return {"config": settings, "seed": seed, "folds": folds, "inputs": {"count": len(items), "sha256": digest}}
 
 
-def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    found: dict[str, Any] = {}
-    for key, value in tree.items():
-        found |= _leaves(value, f"{prefix}.{key}" if prefix else key)
-    return found
-
-
 def differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """The settings of ``wanted`` that differ from ``saved`` (dotted config keys, seed, folds, inputs)."""
-    found = []
-    old, new = _leaves(saved.get("config", {})), _leaves(wanted["config"])
-    for key in sorted(old.keys() | new.keys()):
-        if old.get(key) != new.get(key):
-            found.append(f"{key} {old.get(key)!r} -> {new.get(key)!r}")
+    found = tree_differences(saved.get("config", {}), wanted["config"])
     for key in ("seed", "folds"):
         if saved.get(key) != wanted[key]:
             found.append(f"{key} {saved.get(key)!r} -> {wanted[key]!r}")

@@ -103,7 +103,7 @@ def load_animator(model_dir: Path, device: torch.device) -> LearnedAnimator:
     checkpoint = store.load(folder, training=False)
     net = store.build_net(config.model)
     try:
-        net.load_state_dict(checkpoint.net)
+        net.load_state_dict(checkpoint.model["net"])
     except RuntimeError as exc:
         raise CheckpointError(f"weights do not fit the model of config.yaml: {str(exc).splitlines()[0]}",
                               str(folder)) from None

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,8 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from deepfake_cli import __version__
-from deepfake_cli.checkpoint import CONFIG_FILE
-from deepfake_cli.config import load_config, to_dict
+from deepfake_cli.config import to_dict, tree_differences
 from deepfake_cli.errors import InputError, TrainingError
 from deepfake_cli.losses import dssim_loss, edge_loss
 from deepfake_cli.monitor import LOG_FILE, PLOT_FILE, TrainingLog, write_preview
@@ -39,7 +37,6 @@ from deepfake_cli.reenact.data import PairSet, load_pairs
 from deepfake_cli.reenact.model import ReenactNet, warp
 from deepfake_cli.reenact.schema import RESUMABLE_KEYS, AugmentConfig, LossConfig, ReenactConfig, validate
 from deepfake_cli.runtime import (
-    all_reduce_sum,
     barrier,
     data_parallel,
     distributed_group,
@@ -49,6 +46,7 @@ from deepfake_cli.runtime import (
     same_on_every_rank,
     world_size,
 )
+from deepfake_cli.training import LossInterval, TrainSummary, run_config
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +61,7 @@ def reenact_config(model_dir: str | Path, preset: str | None = None, config_file
 
     Without a preset or file, a model folder that already has a ``config.yaml`` resumes with it.
     """
-    saved = Path(model_dir) / CONFIG_FILE
-    if preset is None and config_file is None and saved.is_file():
-        return validate(load_config(ReenactConfig, "reenact", None, saved, overrides))
-    return validate(load_config(ReenactConfig, "reenact", preset or DEFAULT_PRESET, config_file, overrides))
+    return run_config(ReenactConfig, "reenact", DEFAULT_PRESET, validate, model_dir, preset, config_file, overrides)
 
 
 def pyramid_l1(prediction: torch.Tensor, target: torch.Tensor, scales: int) -> torch.Tensor:
@@ -142,44 +137,14 @@ def run_record(config: ReenactConfig, sources: Sequence[str | Path], seed: int) 
             "videos_sha256": hashlib.sha256(json.dumps(videos).encode()).hexdigest()}
 
 
-def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    found: dict[str, Any] = {}
-    for key, value in tree.items():
-        found |= _leaves(value, f"{prefix}.{key}" if prefix else key)
-    return found
-
-
 def record_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """The settings of ``wanted`` that differ from ``saved`` (dotted keys, seed, videos)."""
-    old, new = _leaves(saved.get("config", {})), _leaves(wanted["config"])
-    found = [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
-             if old.get(key) != new.get(key)]
+    found = tree_differences(saved.get("config", {}), wanted["config"])
     if saved.get("seed") != wanted["seed"]:
         found.append(f"seed {saved.get('seed')!r} -> {wanted['seed']!r}")
     if saved.get("videos_sha256") != wanted["videos_sha256"]:
         found.append(f"videos ({len(saved.get('videos') or [])} -> {len(wanted['videos'])}, or other paths)")
     return found
-
-
-@dataclass
-class TrainSummary:
-    """The outcome of one ``train_reenact`` call."""
-
-    model_dir: Path
-    start_step: int
-    step: int
-    seconds: float = 0.0
-    losses: dict[str, float] = field(default_factory=dict)
-
-    def line(self) -> str:
-        """A one-line summary for the terminal."""
-        if self.step == self.start_step:
-            return f"model already at step {self.step}; nothing to train ({self.model_dir})"
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in self.losses.items())
-        return (f"trained steps {self.start_step}->{self.step} in {self.seconds:.1f} s"
-                + (f"; {shown}" if shown else "") + f"; model: {self.model_dir}")
 
 
 def _to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -202,7 +167,7 @@ class _Session:
         self.writer = rank() == 0
 
     def restore(self, checkpoint: store.Checkpoint) -> None:
-        self.net.load_state_dict(checkpoint.net)
+        self.net.load_state_dict(checkpoint.model["net"])
         if checkpoint.training is not None:
             self.optimizer.load_state_dict(checkpoint.training["optimizer"])
         self.step = checkpoint.step
@@ -307,36 +272,34 @@ def _loop(session: _Session, summary: TrainSummary, progress: bool, time_limit: 
     train = session.config.train
     log_file = (TrainingLog(session.folder / LOG_FILE, LOSS_NAMES, resume_step=session.step)
                 if session.writer else None)
-    sums: dict[str, torch.Tensor] = {}
-    steps_in_row, row_seconds, last_checked = 0, 0.0, session.step
+    interval, last_checked = LossInterval(), session.step
     bar = tqdm(total=train.iterations, initial=session.step, unit="step", disable=not progress, dynamic_ncols=True)
     out_of_time = False
     try:
         while session.step < train.iterations and not out_of_time:
             started = time.perf_counter()
-            for name, value in session.train_step().items():
-                sums[name] = sums[name] + value if name in sums else value
+            losses = session.train_step()
             elapsed = time.perf_counter() - started
-            summary.seconds, row_seconds, steps_in_row = summary.seconds + elapsed, row_seconds + elapsed, steps_in_row + 1
+            summary.seconds += elapsed
+            interval.add(losses, elapsed)
             bar.update(1)
             over_time = time_limit is not None and summary.seconds >= time_limit
             out_of_time = over_time and not is_distributed()
             step, last = session.step, session.step == train.iterations
             if not (step % train.log_every == 0 or last or out_of_time):  # ranks agree at the next row
                 continue
-            names = sorted(sums)
-            values = all_reduce_sum(torch.stack([*(sums[n] for n in names),
-                                                 torch.tensor(float(over_time), device=session.device)])).tolist()
-            out_of_time = out_of_time or values[-1] > 0
-            means = {n: v / (steps_in_row * world_size()) for n, v in zip(names, values, strict=False)}
+            totals, (late,) = interval.all_reduce(sorted(interval.sums),
+                                                  [torch.tensor(float(over_time), device=session.device)])
+            out_of_time = out_of_time or late > 0
+            means = {n: v / (interval.steps * world_size()) for n, v in totals.items()}
             if not all(math.isfinite(v) for v in means.values()):
                 raise TrainingError(f"loss became NaN/inf between steps {last_checked} and {step}; the model folder "
                                     "keeps its last checkpoint; try a lower train.lr")
             if log_file is not None:
+                speed = interval.steps * train.batch_size * world_size() / max(interval.seconds, 1e-9)
                 log_file.append({"step": step, "seconds": session.seconds_before + summary.seconds,
-                                 "faces_per_s": steps_in_row * train.batch_size * world_size() / max(row_seconds, 1e-9),
-                                 "lr": train.lr, **means})
-            summary.losses, sums, steps_in_row, row_seconds, last_checked = means, {}, 0, 0.0, step
+                                 "faces_per_s": speed, "lr": train.lr, **means})
+            summary.losses, interval, last_checked = means, LossInterval(), step
             bar.set_postfix_str(" ".join(f"{k} {v:.4f}" for k, v in means.items()))
             if step % train.preview_every == 0 or last or out_of_time:
                 session.preview()

@@ -12,48 +12,28 @@ corrupted is detected by its SHA-256 and the previous step loads instead (with a
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-import yaml
-
 from deepfake_cli.checkpoint import (
-    CONFIG_FILE,
-    MANIFEST_FILE,
-    MODEL_FILE,
-    STATE_FILE,
-    CheckpointSet,
+    TRAINING_FILE,
+    Checkpoint,
     cpu_copy,
-    load_weights,
-    open_set,
-    read_json,
-    rotate_backups,
-    save_set,
-    write_text_atomic,
+    has_model,
+    load_model,
+    read_model_config,
+    save_model,
+    write_model_config,
 )
-from deepfake_cli.config import diff_keys, dump_yaml, from_dict, leaf_keys, to_dict
-from deepfake_cli.errors import CheckpointError, ConfigError, DfkError
+from deepfake_cli.config import diff_keys, leaf_keys, to_dict
+from deepfake_cli.errors import CheckpointError, ConfigError
 from deepfake_cli.swap.schema import ARCHITECTURE_KEYS, SwapConfig
 
-log = logging.getLogger(__name__)
+__all__ = ["TRAINING_FILE", "Checkpoint", "ModelStore", "check_resumable"]
 
-TRAINING_FILE = "training.pt"
-
-
-@dataclass
-class Checkpoint:
-    """What a model directory holds: step, weights, optimiser state (None if unusable), state.json."""
-
-    step: int
-    model: dict[str, Any]
-    training: dict[str, Any] | None
-    info: dict[str, Any]
-    fallback: str | None = None  # why a newer, incomplete checkpoint was skipped (None if it was not)
+NO_MODEL = "no trained swap model here (model.pt missing); train one with dfk train-swap"
+NOT_SWAP = "not a dfk swap checkpoint (no step or generator)"
 
 
 def check_resumable(saved: SwapConfig, wanted: SwapConfig) -> list[str]:
@@ -78,59 +58,25 @@ class ModelStore:
     @property
     def has_checkpoint(self) -> bool:
         """Whether a checkpoint exists (``checkpoint.json`` or ``model.pt``; the folder can be resumed)."""
-        return (self.folder / MANIFEST_FILE).is_file() or (self.folder / MODEL_FILE).is_file()
+        return has_model(self.folder)
 
     def read_config(self) -> SwapConfig:
         """The resolved config saved beside the weights."""
-        path = self.folder / CONFIG_FILE
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            return from_dict(SwapConfig, data)
-        except FileNotFoundError:
-            raise CheckpointError("model folder has weights but no config.yaml", str(path)) from None
-        except (yaml.YAMLError, DfkError) as exc:
-            raise CheckpointError(f"unreadable config.yaml: {str(exc).splitlines()[0]}", str(path)) from None
+        return read_model_config(self.folder, SwapConfig, "model folder has weights but no config.yaml")
 
     def write_config(self, config: SwapConfig) -> None:
         """Save the resolved config as ``config.yaml``."""
-        write_text_atomic(self.folder / CONFIG_FILE, dump_yaml(config))
+        write_model_config(self.folder, config)
 
     def load(self) -> Checkpoint:
         """Load weights (``weights_only``), optimiser state and ``state.json`` of the newest complete set."""
         self.wait()
-        found = open_set(self.folder)
-        checkpoint = self._load_model(found)
-        checkpoint.training = self._load_training(checkpoint.step, found)
-        return checkpoint
+        return load_model(self.folder, NO_MODEL, NOT_SWAP, _is_swap)
 
     def load_model(self) -> Checkpoint:
         """Load weights (``weights_only``) and ``state.json`` only, without optimiser state."""
         self.wait()
-        return self._load_model(open_set(self.folder))
-
-    def _load_model(self, found: CheckpointSet | None) -> Checkpoint:
-        path = found.paths[MODEL_FILE] if found else self.folder / MODEL_FILE
-        if not path.is_file():
-            raise CheckpointError("no trained swap model here (model.pt missing); train one with dfk train-swap",
-                                  str(self.folder))
-        model = load_weights(path)
-        if not isinstance(model.get("step"), int) or "generator" not in model:
-            raise CheckpointError("not a dfk swap checkpoint (no step or generator)", str(path))
-        step = model.pop("step")
-        state = found.paths[STATE_FILE] if found else self.folder / STATE_FILE
-        info = read_json(state) if state.is_file() else {}
-        return Checkpoint(step, model, None, info, found.fallback if found else None)
-
-    def _load_training(self, step: int, found: CheckpointSet | None) -> dict[str, Any] | None:
-        path = found.paths[TRAINING_FILE] if found else self.folder / TRAINING_FILE
-        if not path.is_file():
-            log.warning("no %s in %s: optimiser state starts afresh", TRAINING_FILE, self.folder)
-            return None
-        training = load_weights(path)
-        if training.pop("step", None) != step:
-            log.warning("%s is not from step %d: optimiser state starts afresh", path, step)
-            return None
-        return training
+        return load_model(self.folder, NO_MODEL, NOT_SWAP, _is_swap, training=False)
 
     def save(self, step: int, model: dict[str, Any], training: dict[str, Any], info: dict[str, Any],
              keep: int, background: bool = True) -> None:
@@ -160,11 +106,8 @@ class ModelStore:
 
     def _write(self, step: int, model: dict[str, Any], training: dict[str, Any], info: dict[str, Any],
                keep: int) -> None:
-        state = json.dumps({**info, "step": step}, indent=2) + "\n"
-        saved = save_set(self.folder, step, {
-            TRAINING_FILE: lambda path: torch.save({"step": step, **training}, path),
-            MODEL_FILE: lambda path: torch.save({"step": step, **model}, path),
-            STATE_FILE: lambda path: path.write_text(state, encoding="utf-8"),
-        })
-        if step > 0:
-            rotate_backups(self.folder, step, keep, source=saved.paths[MODEL_FILE])
+        save_model(self.folder, step, model, training, info, keep)
+
+
+def _is_swap(model: dict[str, Any]) -> bool:
+    return "generator" in model

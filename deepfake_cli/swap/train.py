@@ -26,7 +26,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -35,12 +35,11 @@ import torchvision
 from tqdm import tqdm
 
 from deepfake_cli import __version__
-from deepfake_cli.checkpoint import CONFIG_FILE, MODEL_FILE
-from deepfake_cli.config import load_config, to_dict
+from deepfake_cli.checkpoint import MODEL_FILE
+from deepfake_cli.config import to_dict
 from deepfake_cli.errors import CheckpointError, ConfigError, InputError, TrainingError
 from deepfake_cli.media.alignments import Alignments
 from deepfake_cli.runtime import (
-    all_reduce_sum,
     barrier,
     distributed_group,
     is_distributed,
@@ -62,6 +61,8 @@ from deepfake_cli.monitor import (
 from deepfake_cli.swap.schema import ARCHITECTURE_KEYS, SwapConfig, validate
 from deepfake_cli.swap.store import TRAINING_FILE, Checkpoint, ModelStore, check_resumable
 from deepfake_cli.swap.trainer import SwapTrainer
+from deepfake_cli.training import LossInterval, loss_text, run_config
+from deepfake_cli.training import TrainSummary as BaseSummary
 
 log = logging.getLogger(__name__)
 
@@ -77,29 +78,18 @@ DECODER_ONLY_KEYS = frozenset({"model.kind", "model.decoder_widths", "model.disc
 
 
 @dataclass
-class TrainSummary:
-    """The outcome of one ``train_swap`` call."""
+class TrainSummary(BaseSummary):
+    """The outcome of one ``train_swap`` call: also its speed and its NaN rollbacks."""
 
-    model_dir: Path
-    start_step: int
-    step: int
-    seconds: float = 0.0
     faces_per_s: float = 0.0
-    losses: dict[str, float] = field(default_factory=dict)
     rollbacks: int = 0
 
-    def line(self) -> str:
-        """A one-line summary for the terminal."""
-        if self.step == self.start_step:
-            return f"model already at step {self.step}; nothing to train ({self.model_dir})"
-        recon = ", ".join(f"{k} {v:.4f}" for k, v in self.losses.items() if k.endswith("_recon"))
-        parts = [f"trained steps {self.start_step}->{self.step} in {self.seconds:.1f} s "
-                 f"({self.faces_per_s:.1f} faces/s)"]
-        if recon:
-            parts.append(recon)
-        if self.rollbacks:
-            parts.append(f"{self.rollbacks} NaN rollbacks")
-        return "; ".join(parts) + f"; model: {self.model_dir}"
+    def head(self) -> str:
+        return super().head() + f" ({self.faces_per_s:.1f} faces/s)"
+
+    def details(self) -> list[str]:
+        return [loss_text(self.losses, names=lambda name: name.endswith("_recon")),
+                f"{self.rollbacks} NaN rollbacks" if self.rollbacks else ""]
 
 
 def _run_info(config: SwapConfig, faces: dict[str, FaceSet], seed: int,
@@ -187,26 +177,19 @@ class _Run:
         if self.log is not None:
             self.log.append(values)
 
-    def check(self, interval: _Interval, over_time: bool) -> _Check:
+    def check(self, interval: LossInterval, over_time: bool) -> _Check:
         """Bring the interval's loss sums, whether every weight is finite and ``over_time`` to the
         host in one transfer, summed over the ranks (one all-reduce under torchrun)."""
         started = time.perf_counter()
-        names, device = self.trainer.loss_names, self.trainer.device
-        zero = torch.zeros((), device=device)
-        parts = [interval.sums[name].float() if name in interval.sums else zero for name in names]
-        parts.append((~self.trainer.weights_finite()).float())
-        parts.append(torch.tensor(float(over_time), device=device))
-        values = all_reduce_sum(torch.stack(parts)).tolist()
-        ranks = world_size()
-        nonfinite = [name for name, value in zip(names, values, strict=False)
-                     if name in interval.sums and not math.isfinite(value)]
-        if values[-2] > 0:
+        flags = [~self.trainer.weights_finite(), torch.tensor(float(over_time), device=self.trainer.device)]
+        totals, (weights_bad, late) = interval.all_reduce(self.trainer.loss_names, flags)
+        nonfinite = [name for name, value in totals.items() if not math.isfinite(value)]
+        if weights_bad > 0:
             nonfinite.append("weights")
-        means = {name: value / (interval.steps * ranks) for name, value in zip(names, values, strict=False)
-                 if name in interval.sums}
-        return _Check(nonfinite, means, values[-1] > 0, time.perf_counter() - started)
+        means = {name: value / (interval.steps * world_size()) for name, value in totals.items()}
+        return _Check(nonfinite, means, late > 0, time.perf_counter() - started)
 
-    def locally_finite(self, interval: _Interval) -> bool:
+    def locally_finite(self, interval: LossInterval) -> bool:
         """Whether this rank's losses since the last row and its weights are finite (host sync)."""
         sums = [value.float() for value in interval.sums.values()]
         return bool(self.trainer.weights_finite()) and all(math.isfinite(float(value)) for value in sums)
@@ -377,10 +360,7 @@ def swap_config(model_dir: str | Path, preset: str | None = None, config_file: s
 
     Without a preset or file, a model folder that already has a ``config.yaml`` resumes with it.
     """
-    saved = Path(model_dir) / CONFIG_FILE
-    if preset is None and config_file is None and saved.is_file():
-        return validate(load_config(SwapConfig, "swap", None, saved, overrides))
-    return validate(load_config(SwapConfig, "swap", preset or DEFAULT_PRESET, config_file, overrides))
+    return run_config(SwapConfig, "swap", DEFAULT_PRESET, validate, model_dir, preset, config_file, overrides)
 
 
 def train_swap(faces_a: str | Path, faces_b: str | Path, model_dir: str | Path, config: SwapConfig,
@@ -456,26 +436,13 @@ def train_swap(faces_a: str | Path, faces_b: str | Path, model_dir: str | Path, 
     return summary
 
 
-class _Interval:
-    """Loss sums (on the device) and step time since the last ``log.csv`` row."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.steps, self.seconds = 0, 0.0
-
-    def add(self, losses: dict[str, torch.Tensor], seconds: float) -> None:
-        for name, value in losses.items():
-            self.sums[name] = self.sums[name] + value if name in self.sums else value
-        self.steps, self.seconds = self.steps + 1, self.seconds + seconds
-
-
 def _loop(run: _Run, summary: TrainSummary, progress: bool, time_limit: float | None) -> None:
     """Train up to ``train.iterations`` or ``time_limit`` seconds; every logging, preview and save
     step first checks the losses since the last row (``_Run.check``): a NaN/inf rolls back."""
     train = run.config.train
     distributed = is_distributed()
     faces_per_step = 2 * train.batch_size * world_size()  # the global batch: every rank's faces
-    interval, checked = _Interval(), run.step
+    interval, checked = LossInterval(), run.step
     bar = tqdm(total=train.iterations, initial=run.step, unit="step", disable=not progress, dynamic_ncols=True)
     out_of_time = False
     try:
@@ -501,7 +468,7 @@ def _loop(run: _Run, summary: TrainSummary, progress: bool, time_limit: float | 
             out_of_time = out_of_time or check.out_of_time
             if check.nonfinite:
                 run.rollback(check.nonfinite, checked)
-                interval, checked = _Interval(), run.step
+                interval, checked = LossInterval(), run.step
                 bar.reset(total=train.iterations)
                 bar.update(run.step)
                 continue  # when out of time, the loop ends and saves the restored step
@@ -514,7 +481,7 @@ def _loop(run: _Run, summary: TrainSummary, progress: bool, time_limit: float | 
                                 **summary.losses})
                 shown = {k: v for k, v in summary.losses.items() if k.endswith("_recon") or k.startswith("d_")}
                 bar.set_postfix_str(" ".join(f"{k} {v:.4f}" for k, v in shown.items()) + f" {speed:.1f} faces/s")
-                interval = _Interval()
+                interval = LossInterval()
             if preview_now:
                 run.preview()
             if save_now:

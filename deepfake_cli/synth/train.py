@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -22,15 +22,15 @@ import torch
 from tqdm import tqdm
 
 from deepfake_cli import __version__
-from deepfake_cli.checkpoint import CONFIG_FILE
-from deepfake_cli.config import load_config
 from deepfake_cli.errors import TrainingError
 from deepfake_cli.monitor import LOG_FILE, PLOT_FILE, TrainingLog, write_preview
-from deepfake_cli.runtime import all_reduce_sum, barrier, distributed_group, rank, rank_device, world_size
+from deepfake_cli.runtime import barrier, distributed_group, rank, rank_device, world_size
 from deepfake_cli.synth import store
 from deepfake_cli.synth.data import load_faces
 from deepfake_cli.synth.gan import LOSS_NAMES, FaceGan
 from deepfake_cli.synth.schema import FaceGanConfig, validate
+from deepfake_cli.training import LossInterval, loss_text, run_config
+from deepfake_cli.training import TrainSummary as BaseSummary
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +40,11 @@ MOSAIC_SEED = 20  # the mosaic's noise is the same for every model of one latent
 
 
 @dataclass
-class TrainSummary:
+class TrainSummary(BaseSummary):
     """The outcome of one ``train_facegan`` call."""
 
-    model_dir: Path
-    start_step: int
-    step: int
-    seconds: float = 0.0
-    losses: dict[str, float] = field(default_factory=dict)
-
-    def line(self) -> str:
-        """A one-line summary for the terminal."""
-        if self.step == self.start_step:
-            return f"model already at step {self.step}; nothing to train ({self.model_dir})"
-        losses = ", ".join(f"{k} {v:.3f}" for k, v in self.losses.items() if k in ("d_loss", "g_loss"))
-        return (f"trained steps {self.start_step}->{self.step} in {self.seconds:.1f} s"
-                + (f"; {losses}" if losses else "") + f"; model: {self.model_dir}")
+    def details(self) -> list[str]:
+        return [loss_text(self.losses, 3, lambda name: name in ("d_loss", "g_loss"))]
 
 
 def facegan_config(model_dir: str | Path, preset: str | None = None, config_file: str | Path | None = None,
@@ -64,10 +53,7 @@ def facegan_config(model_dir: str | Path, preset: str | None = None, config_file
 
     Without a preset or file, a model folder that already has a ``config.yaml`` resumes with it.
     """
-    saved = Path(model_dir) / CONFIG_FILE
-    if preset is None and config_file is None and saved.is_file():
-        return validate(load_config(FaceGanConfig, "synth", None, saved, overrides))
-    return validate(load_config(FaceGanConfig, "synth", preset or DEFAULT_PRESET, config_file, overrides))
+    return run_config(FaceGanConfig, "synth", DEFAULT_PRESET, validate, model_dir, preset, config_file, overrides)
 
 
 def mosaic_noise(latent: int, device: torch.device) -> torch.Tensor:
@@ -83,29 +69,15 @@ def write_mosaic(gan: FaceGan, noise: torch.Tensor, model_dir: Path, step: int) 
     return write_preview(model_dir, step, list(faces.split(MOSAIC_SIDE)))
 
 
-class _Sums:
-    """Loss sums on the device since the last log row."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, torch.Tensor] = {}
-        self.steps, self.seconds = 0, 0.0
-
-    def add(self, losses: dict[str, torch.Tensor], seconds: float) -> None:
-        for name, value in losses.items():
-            self.values[name] = self.values[name] + value if name in self.values else value
-        self.steps, self.seconds = self.steps + 1, self.seconds + seconds
-
-    def means(self, gan: FaceGan, over_time: bool) -> tuple[dict[str, float], bool]:
-        """Each loss's mean over the interval and the ranks, and whether any rank is out of time, in
-        one transfer; a NaN/inf (or a non-finite weight) raises ``TrainingError`` on every rank."""
-        flags = torch.stack([(~gan.weights_finite()).float(), torch.tensor(float(over_time), device=gan.device)])
-        parts = [self.values[name].float() for name in LOSS_NAMES]
-        totals = all_reduce_sum(torch.cat([torch.stack(parts), flags])).tolist()
-        if totals[-2] > 0 or not all(math.isfinite(v) for v in totals):
-            raise TrainingError("loss or weights became NaN/inf; the model folder keeps its last checkpoint; "
-                                "try lower train.lr_g/train.lr_d")
-        means = {name: value / (self.steps * world_size()) for name, value in zip(LOSS_NAMES, totals, strict=False)}
-        return means, totals[-1] > 0
+def _means(interval: LossInterval, gan: FaceGan, over_time: bool) -> tuple[dict[str, float], bool]:
+    """Each loss's mean over the interval and the ranks, and whether any rank is out of time, in one
+    transfer; a NaN/inf (or a non-finite weight) raises ``TrainingError`` on every rank."""
+    flags = [~gan.weights_finite(), torch.tensor(float(over_time), device=gan.device)]
+    totals, (weights_bad, late) = interval.all_reduce(LOSS_NAMES, flags)
+    if weights_bad > 0 or not all(math.isfinite(v) for v in (*totals.values(), weights_bad, late)):
+        raise TrainingError("loss or weights became NaN/inf; the model folder keeps its last checkpoint; "
+                            "try lower train.lr_g/train.lr_d")
+    return {name: value / (interval.steps * world_size()) for name, value in totals.items()}, late > 0
 
 
 def train_facegan(folders: Sequence[str | Path], model_dir: str | Path, config: FaceGanConfig,
@@ -154,7 +126,7 @@ def train_facegan(folders: Sequence[str | Path], model_dir: str | Path, config: 
                     training_log.plot(folder / PLOT_FILE)
 
         noise = mosaic_noise(config.model.latent, torch_device)
-        sums = _Sums()
+        sums = LossInterval()
         time_limit = None if minutes is None else 60.0 * minutes  # checked with the losses (ranks agree)
         bar = tqdm(total=train.steps, initial=step, unit="step", disable=not (progress and writer), dynamic_ncols=True)
         try:
@@ -173,7 +145,7 @@ def train_facegan(folders: Sequence[str | Path], model_dir: str | Path, config: 
                     continue
                 # nothing is logged, drawn or saved before the losses and weights are checked
                 over_time = time_limit is not None and summary.seconds >= time_limit
-                summary.losses, out_of_time = sums.means(gan, over_time)
+                summary.losses, out_of_time = _means(sums, gan, over_time)
                 stop = stop or out_of_time  # every rank agrees: the flag was summed over them
                 if log_now or stop:
                     if training_log is not None:
@@ -181,7 +153,7 @@ def train_facegan(folders: Sequence[str | Path], model_dir: str | Path, config: 
                         training_log.append({"step": step, "seconds": seconds_before + summary.seconds,
                                              "faces_per_s": speed, "lr": train.lr_g, **summary.losses})
                     bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in summary.losses.items()))
-                    sums = _Sums()
+                    sums = LossInterval()
                 if writer and (mosaic_now or stop):
                     write_mosaic(gan, noise, folder, step)
                 if save_now or stop:
