@@ -155,7 +155,7 @@ def main() -> None:
     target = args.every
     while trained < 60.0 * args.minutes:
         step_config = facegan_config(model_dir, args.preset, None,
-                                     [*args.overrides, f"train.steps={target}", f"train.mosaic_every={args.every}",
+                                     [*args.overrides, f"train.iterations={target}", f"train.mosaic_every={args.every}",
                                       f"train.save_every={args.every}"])
         summary = train_facegan(train_dirs, model_dir, step_config, device="cpu", seed=0,
                                 minutes=args.minutes - trained / 60.0)

@@ -151,7 +151,7 @@ def test_one_dataset_holds_swaps_reenactments_and_synthesised_faces_each_labelle
     for i in range(8):
         write_image(faces / f"face_{i}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
     facegan = tmp_path / "facegan"
-    train_facegan([faces], facegan, facegan_config(facegan, "tiny", overrides=["train.steps=2"]), device="cpu")
+    train_facegan([faces], facegan, facegan_config(facegan, "tiny", overrides=["train.iterations=2"]), device="cpu")
 
     root = tmp_path / "dataset"
     result = run_dfk("-q", "make-dataset", "--pair", clip_a, clip_b, "-m", tiny_swap_model, "-m", "warp",

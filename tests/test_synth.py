@@ -75,7 +75,7 @@ def _log_steps(model: Path) -> list[int]:
 
 def test_train_facegan_writes_mosaics_at_exactly_the_mosaic_steps(run_dfk, faces_dir: Path, tmp_path: Path) -> None:
     model = tmp_path / "model"
-    result = run_dfk("-q", "train-facegan", faces_dir, "-o", model, "--preset", "tiny", "--steps", "5",
+    result = run_dfk("-q", "train-facegan", faces_dir, "-o", model, "--preset", "tiny", "--iterations", "5",
                      "--mosaic-every", "2")
     assert result.code == 0, result
     previews = sorted(p.name for p in (model / "previews").glob("step_*.png"))
@@ -90,7 +90,7 @@ def test_train_facegan_writes_mosaics_at_exactly_the_mosaic_steps(run_dfk, faces
 def test_the_same_seed_gives_the_same_mosaic(run_dfk, faces_dir: Path, tmp_path: Path) -> None:
     for name in ("a", "b"):
         assert run_dfk("-q", "--seed", "3", "train-facegan", faces_dir, "-o", tmp_path / name, "--preset", "tiny",
-                       "--steps", "2").code == 0
+                       "--iterations", "2").code == 0
     first, second = (read_image(tmp_path / n / "previews" / "step_000002.png") for n in ("a", "b"))
     assert np.array_equal(first, second)
     assert first.std() > 0  # the samples differ from one another
@@ -99,11 +99,11 @@ def test_the_same_seed_gives_the_same_mosaic(run_dfk, faces_dir: Path, tmp_path:
 def test_resume_continues_exactly_and_a_finished_run_is_not_retrained(run_dfk, faces_dir: Path,
                                                                       tmp_path: Path) -> None:
     whole, split = tmp_path / "whole", tmp_path / "split"
-    assert run_dfk("-q", "train-facegan", faces_dir, "-o", whole, "--preset", "tiny", "--steps", "6").code == 0
-    assert run_dfk("-q", "train-facegan", faces_dir, "-o", split, "--preset", "tiny", "--steps", "4").code == 0
+    assert run_dfk("-q", "train-facegan", faces_dir, "-o", whole, "--preset", "tiny", "--iterations", "6").code == 0
+    assert run_dfk("-q", "train-facegan", faces_dir, "-o", split, "--preset", "tiny", "--iterations", "4").code == 0
     again = run_dfk("train-facegan", faces_dir, "-o", split)
     assert again.code == 0 and "already at step 4" in again.out
-    resumed = run_dfk("-q", "train-facegan", faces_dir, "-o", split, "--steps", "6")
+    resumed = run_dfk("-q", "train-facegan", faces_dir, "-o", split, "--iterations", "6")
     assert resumed.code == 0 and "4->6" in resumed.out
     assert _log_steps(split) == [1, 2, 3, 4, 5, 6]
     assert (split / "previews" / "step_000006.png").is_file()

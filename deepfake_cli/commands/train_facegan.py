@@ -20,17 +20,17 @@ from deepfake_cli.synth import train_facegan as run_train_facegan
 @click.argument("faces_dirs", nargs=-1, required=True, type=click.Path(file_okay=False), metavar="FACES_DIR...")
 @model_folder_options("synth", "cpu")
 @config_options
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Total step to reach (resuming continues).")
+@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Total step to reach (resuming continues).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Faces per step (per rank).")
 @click.option("--mosaic-every", type=click.IntRange(min=1), default=None,
               help="Write the 6x6 fixed-noise mosaic to MODEL_DIR/previews/ every N steps.")
 @click.option("--save-every", type=click.IntRange(min=1), default=None, help="Checkpoint every N steps.")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop (and save) after this much training time, even before --steps.")
+              help="Stop (and save) after this much training time, even before --iterations.")
 @device_option
 @click.pass_context
 def train_facegan(ctx: click.Context, faces_dirs: tuple[str, ...], model_dir: str, preset: str | None,
-                  config_file: str | None, overrides: tuple[str, ...], steps: int | None, batch_size: int | None,
+                  config_file: str | None, overrides: tuple[str, ...], iterations: int | None, batch_size: int | None,
                   mosaic_every: int | None, save_every: int | None, minutes: float | None,
                   device: str | None) -> None:
     """Train a DCGAN-class face GAN on FACES_DIR... (dfk extract folders or plain folders of faces).
@@ -45,7 +45,7 @@ def train_facegan(ctx: click.Context, faces_dirs: tuple[str, ...], model_dir: st
     loss.png follow the losses. Under torchrun only rank 0 writes MODEL_DIR.
     """
     config = facegan_config(model_dir, preset, config_file,
-                            train_overrides(overrides, steps=steps, batch_size=batch_size, mosaic_every=mosaic_every,
+                            train_overrides(overrides, iterations=iterations, batch_size=batch_size, mosaic_every=mosaic_every,
                                             save_every=save_every))
     options = settings(ctx)
     main_rank = quiet_other_ranks()

@@ -1,7 +1,7 @@
 """The typed configuration of ``train-facegan``: every hyper-parameter, with its default.
 
 Presets in ``configs/synth/<name>.yaml`` fill these dataclasses (see ``deepfake_cli.config``).
-A model folder resumes only with the settings it was started with; ``train.steps`` (the step to
+A model folder resumes only with the settings it was started with; ``train.iterations`` (the step to
 reach) and how often it logs, previews and saves may change.
 """
 
@@ -14,7 +14,7 @@ from deepfake_cli.errors import ConfigError
 
 AUGMENTS = ("color", "translation", "cutout")
 # Keys a resumed run may change: the goal and the bookkeeping cadence. Every other key must match.
-RESUMABLE_KEYS = frozenset({"train.steps", "train.mosaic_every", "train.log_every", "train.save_every",
+RESUMABLE_KEYS = frozenset({"train.iterations", "train.mosaic_every", "train.log_every", "train.save_every",
                             "train.keep_backups"})
 
 
@@ -32,7 +32,7 @@ class ModelConfig:
 class TrainConfig:
     """The optimisation and its stabilisers."""
 
-    steps: int = 5000  # total step to reach (resuming continues up to it)
+    iterations: int = 5000  # total step to reach (resuming continues up to it)
     batch_size: int = 32  # faces per step per rank
     loss: Literal["hinge", "bce"] = "hinge"
     lr_g: float = 2.0e-4  # TTUR: the discriminator usually learns faster than the generator
@@ -64,7 +64,7 @@ def validate(config: FaceGanConfig) -> FaceGanConfig:
     for key in ("latent", "g_width", "d_width"):
         if getattr(model, key) < 1:
             raise ConfigError(f"model.{key} must be at least 1", "config")
-    for key in ("steps", "batch_size", "mosaic_every", "log_every", "save_every"):
+    for key in ("iterations", "batch_size", "mosaic_every", "log_every", "save_every"):
         if getattr(train, key) < 1:
             raise ConfigError(f"train.{key} must be at least 1", "config")
     if not 0.0 <= train.ema < 1.0:

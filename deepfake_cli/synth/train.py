@@ -1,6 +1,6 @@
 """``train_facegan``: the training run of ``dfk train-facegan`` as a Python function.
 
-Starts a model folder or resumes it (``train.steps`` is the total step to reach; a folder already
+Starts a model folder or resumes it (``train.iterations`` is the total step to reach; a folder already
 there is not retrained; other settings are refused), then loops: one ``FaceGan.step`` per
 iteration, a ``log.csv`` row every ``train.log_every`` steps, a 6x6 mosaic of fixed-noise samples
 every ``train.mosaic_every`` steps (``previews/step_<N>.png``), a checkpoint set every
@@ -83,7 +83,7 @@ def _means(interval: LossInterval, gan: FaceGan, over_time: bool) -> tuple[dict[
 def train_facegan(folders: Sequence[str | Path], model_dir: str | Path, config: FaceGanConfig,
                   device: str = "auto", seed: int = 0, progress: bool = False,
                   minutes: float | None = None) -> TrainSummary:
-    """Train (or resume) a face GAN on the faces of ``folders`` until ``config.train.steps``, or until
+    """Train (or resume) a face GAN on the faces of ``folders`` until ``config.train.iterations``, or until
     ``minutes`` of training time have passed in this call (then it saves and returns).
 
     Raises ``ConfigError`` for an invalid config or a resume with other settings, ``InputError`` for
@@ -107,7 +107,7 @@ def train_facegan(folders: Sequence[str | Path], model_dir: str | Path, config: 
             gan.load(checkpoint.model, checkpoint.training)
             step = checkpoint.step
         summary = TrainSummary(folder, step, step)
-        if step >= train.steps:
+        if step >= train.iterations:
             return summary
         barrier()  # every rank has read the folder before rank 0 writes to it
         info = {"family": "synth", "kind": "gan", "faces": {"folders": [str(f) for f in folders], "count": len(faces)}, "seed": seed,
@@ -128,9 +128,9 @@ def train_facegan(folders: Sequence[str | Path], model_dir: str | Path, config: 
         noise = mosaic_noise(config.model.latent, torch_device)
         sums = LossInterval()
         time_limit = None if minutes is None else 60.0 * minutes  # checked with the losses (ranks agree)
-        bar = tqdm(total=train.steps, initial=step, unit="step", disable=not (progress and writer), dynamic_ncols=True)
+        bar = tqdm(total=train.iterations, initial=step, unit="step", disable=not (progress and writer), dynamic_ncols=True)
         try:
-            while step < train.steps:
+            while step < train.iterations:
                 started = time.perf_counter()
                 losses = gan.step(step)
                 elapsed = time.perf_counter() - started
@@ -138,7 +138,7 @@ def train_facegan(folders: Sequence[str | Path], model_dir: str | Path, config: 
                 summary.seconds += elapsed
                 sums.add(losses, elapsed)
                 bar.update(1)
-                stop = step == train.steps
+                stop = step == train.iterations
                 log_now, mosaic_now = step % train.log_every == 0, step % train.mosaic_every == 0
                 save_now = step % train.save_every == 0
                 if not (log_now or mosaic_now or save_now or stop):
