@@ -96,14 +96,18 @@ def source_crops(source: Path, cache: Path | None, find: FindFace, size: int, da
 
 
 def offline_finder(score: float) -> FindFace:
-    """The largest face of a frame with 68 landmarks (the offline backend, one thread), or None."""
-    from deepfake_cli.faces import create_backend
-    from deepfake_cli.faces.finder import FaceFinder, FindOptions
-
-    finder = FaceFinder(create_backend("offline", score_threshold=score, detector_threads=1),
-                        FindOptions(min_score=score))
+    """The largest face of a frame with 68 landmarks, or None: the offline backend (one thread),
+    started at the first call (crops found in the cache need no backend)."""
+    finder = None
 
     def find(frame: np.ndarray) -> DetectedFace | None:
+        nonlocal finder
+        if finder is None:
+            from deepfake_cli.faces import create_backend
+            from deepfake_cli.faces.finder import FaceFinder, FindOptions
+
+            finder = FaceFinder(create_backend("offline", score_threshold=score, detector_threads=1),
+                                FindOptions(min_score=score))
         faces = [face for face in finder.find(frame) if face.has_68]
         return faces[0] if faces else None
 
@@ -160,13 +164,10 @@ def load_pairs(sources: Sequence[str | Path], cache: Path | None, size: int, dat
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise InputError("no such video or folder", str(missing[0]))
-    finder = find
+    find = find or offline_finder(data.detector_score)
     crops = []
     for path in tqdm(paths, desc="face crops", unit="video", disable=not progress):
-        file = _cache_file(path, cache, size, data) if cache is not None else None
-        if finder is None and not (file is not None and file.is_file()):
-            finder = offline_finder(data.detector_score)
-        crops.append(source_crops(path, cache, finder or (lambda frame: None), size, data))
+        crops.append(source_crops(path, cache, find, size, data))
         log.info("%s: %d face crops in %d shots", path.name, len(crops[-1].images),
                  len(np.unique(crops[-1].segments)))
     return PairSet(crops, [str(p) for p in paths])
