@@ -40,6 +40,19 @@ def test_model_outputs_have_the_shapes_the_trainer_and_animator_use() -> None:
     assert float(out["kp_driving"].abs().max()) <= 1  # soft-argmax stays inside the image
 
 
+@pytest.mark.parametrize("preset", ["tiny", "cpu", "gpu"])
+def test_every_preset_builds_a_model_that_renders_at_its_crop_size(preset: str, tmp_path: Path) -> None:
+    from deepfake_cli.reenact.store import build_net
+    from deepfake_cli.reenact.train import reenact_config
+
+    config = reenact_config(tmp_path, preset)
+    size = config.model.size
+    with torch.no_grad():
+        out = build_net(config.model).eval()(torch.rand(1, 3, size, size), torch.rand(1, 3, size, size))
+    assert out["prediction"].shape == (1, 3, size, size)
+    assert out["kp_driving"].shape == (1, config.model.keypoints, 2)
+
+
 def test_equal_keypoints_give_the_identity_flow_and_relative_motion_of_zero_changes_nothing() -> None:
     net = tiny_net()
     image = torch.rand(1, 3, 32, 32)
