@@ -160,10 +160,10 @@ def test_cli_with_a_still_driving_video_gives_the_photo_back(run_dfk, tmp_path: 
 
 
 @pytest.mark.parametrize("case", ["photo without a face", "video without a face first", "unreadable video",
-                                  "missing photo", "text output"])
+                                  "missing photo", "text output", "absolute with a model"])
 def test_bad_inputs_give_one_error_line_and_no_output(run_dfk, tmp_path: Path, photo_file: Path, clip_a: Path,
                                                      case: str) -> None:
-    photo, driving, out = photo_file, clip_a, tmp_path / "out" / "out.mp4"
+    photo, driving, out, extra = photo_file, clip_a, tmp_path / "out" / "out.mp4", []
     if case == "photo without a face":
         photo = tmp_path / "wall.png"
         write_image(photo, np.full((200, 200, 3), 128, np.uint8))
@@ -175,16 +175,19 @@ def test_bad_inputs_give_one_error_line_and_no_output(run_dfk, tmp_path: Path, p
         driving.write_bytes(b"not a video at all" * 100)
     elif case == "missing photo":
         photo = tmp_path / "nobody.jpg"
-    else:
+    elif case == "text output":
         out = tmp_path / "out" / "out.txt"
-    result = run_dfk("-q", "reenact", photo, driving, "-o", out)
+    else:
+        extra = ["--absolute", "-m", tmp_path]
+    result = run_dfk("-q", "reenact", photo, driving, "-o", out, *extra)
     assert result.code != 0
     lines = _error_lines(result.err)
     assert len(lines) == 1 and "Traceback" not in result.err, result
     expected = {"photo without a face": "no face found in the photo",
                 "video without a face first": "no face found in the driving video's first frame",
                 "unreadable video": "cannot open video", "missing photo": "photo not found",
-                "text output": "must be a video file"}[case]
+                "text output": "must be a video file",
+                "absolute with a model": "--absolute works with the warp baseline only"}[case]
     assert expected in lines[0]
     assert not out.parent.exists() or not any(out.parent.iterdir())
 

@@ -149,7 +149,7 @@ def fill_mouth(image: np.ndarray, points: np.ndarray, strength: float, lips_rgb:
     teeth = np.maximum(band(points[[60, 61, 62, 63, 64]], min(UPPER_TEETH * gap, UPPER_TEETH_MAX * width)),
                        band(points[[64, 65, 66, 67, 60]], -min(LOWER_TEETH * gap, LOWER_TEETH_MAX * width)))
     across = (np.arange(x0, x1) - inner[:, 0].mean()) / max(width / 2, 1.0)
-    teeth *= np.clip(1.0 - across**2, 0.0, 1.0)[None, :] ** 0.5
+    teeth *= np.clip(1.0 - across**2, 0.0, 1.0)[None, :] ** 1.5  # dark corners, no fangs
     mouth = cv2.GaussianBlur(mouth, (0, 0), max(0.03 * width, 0.6))
     teeth = cv2.GaussianBlur(teeth * mouth, (0, 0), max(0.02 * width, 0.5))
     interior, white = lips_rgb * MOUTH_DARK, teeth_rgb
