@@ -165,3 +165,19 @@ def test_two_gloo_ranks_train_one_model_that_only_rank_0_writes(clip_a: Path, cr
     state = json.loads((model / "state.json").read_text())
     assert state["step"] == 20 and state["world_size"] == 2
     assert load_animator(model, torch.device("cpu")).net.training is False  # loads as any model does
+
+
+def test_dfk_reenact_with_a_trained_model_animates_the_photo(tiny_model: Path, clip_a: Path, clip_a_data: Clip,
+                                                             run_dfk, tmp_path: Path) -> None:
+    from deepfake_cli.media.images import write_image
+    from deepfake_cli.media.video import VideoReader
+
+    photo = tmp_path / "photo.png"
+    write_image(photo, clip_a_data.frames[0])
+    result = run_dfk("-q", "reenact", photo, clip_a, "-o", tmp_path / "out.mp4", "-m", tiny_model, "--device", "cpu")
+    assert result.code == 0, result
+    frames = list(VideoReader(tmp_path / "out.mp4"))
+    assert len(frames) == len(clip_a_data.frames) and frames[0].shape == clip_a_data.frames[0].shape
+    first = np.abs(frames[0].astype(np.int16) - clip_a_data.frames[0]).mean()
+    assert first < 3.0  # the driving video's first frame gives the photo (and H.264 at crf 18)
+    assert np.abs(frames[15].astype(np.int16) - clip_a_data.frames[0]).mean() > 2 * first
