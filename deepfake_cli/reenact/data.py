@@ -137,9 +137,6 @@ class PairSet:
         self.groups = groups
         self.usable = np.flatnonzero(self.group_of >= 0)
 
-    def __len__(self) -> int:
-        return len(self.usable)
-
     def sample(self, count: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``count`` (source, driving) pairs of crops, each from one segment, uint8 ``[N,3,S,S]``."""
         sources = rng.choice(self.usable, size=count)
@@ -161,9 +158,6 @@ def load_pairs(sources: Sequence[str | Path], cache: Path | None, size: int, dat
                progress: bool = False, find: FindFace | None = None) -> PairSet:
     """Crops of every source (cached), as a ``PairSet``. ``find`` defaults to the offline backend."""
     paths = [Path(s) for s in sources]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        raise InputError("no such video or folder", str(missing[0]))
     find = find or offline_finder(data.detector_score)
     crops = []
     for path in tqdm(paths, desc="face crops", unit="video", disable=not progress):
