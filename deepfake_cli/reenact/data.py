@@ -82,8 +82,6 @@ def _cache_file(source: Path, cache: Path, size: int, data: DataConfig) -> Path:
 
 def source_crops(source: Path, cache: Path | None, find: FindFace, size: int, data: DataConfig) -> Crops:
     """The crops of one video or image folder, from ``cache`` when they were made before."""
-    if not source.exists():
-        raise InputError("no such video or folder", str(source))
     file = _cache_file(source, cache, size, data) if cache is not None else None
     if file is not None and file.is_file():
         with np.load(file, allow_pickle=False) as saved:
@@ -158,6 +156,9 @@ def load_pairs(sources: Sequence[str | Path], cache: Path | None, size: int, dat
                progress: bool = False, find: FindFace | None = None) -> PairSet:
     """Crops of every source (cached), as a ``PairSet``. ``find`` defaults to the offline backend."""
     paths = [Path(s) for s in sources]
+    missing = [p for p in paths if not p.exists()]
+    if missing:  # before any face is searched for
+        raise InputError("no such video or folder", str(missing[0]))
     find = find or offline_finder(data.detector_score)
     crops = []
     for path in tqdm(paths, desc="face crops", unit="video", disable=not progress):
