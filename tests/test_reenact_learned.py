@@ -40,6 +40,19 @@ def test_model_outputs_have_the_shapes_the_trainer_and_animator_use() -> None:
     assert float(out["kp_driving"].abs().max()) <= 1  # soft-argmax stays inside the image
 
 
+@pytest.mark.parametrize("preset", ["tiny", "cpu", "gpu"])
+def test_every_preset_builds_a_model_that_renders_at_its_crop_size(preset: str, tmp_path: Path) -> None:
+    from deepfake_cli.reenact.store import build_net
+    from deepfake_cli.reenact.train import reenact_config
+
+    config = reenact_config(tmp_path, preset)
+    size = config.model.size
+    with torch.no_grad():
+        out = build_net(config.model).eval()(torch.rand(1, 3, size, size), torch.rand(1, 3, size, size))
+    assert out["prediction"].shape == (1, 3, size, size)
+    assert out["kp_driving"].shape == (1, config.model.keypoints, 2)
+
+
 def test_equal_keypoints_give_the_identity_flow_and_relative_motion_of_zero_changes_nothing() -> None:
     net = tiny_net()
     image = torch.rand(1, 3, 32, 32)
@@ -152,3 +165,19 @@ def test_two_gloo_ranks_train_one_model_that_only_rank_0_writes(clip_a: Path, cr
     state = json.loads((model / "state.json").read_text())
     assert state["step"] == 20 and state["world_size"] == 2
     assert load_animator(model, torch.device("cpu")).net.training is False  # loads as any model does
+
+
+def test_dfk_reenact_with_a_trained_model_animates_the_photo(tiny_model: Path, clip_a: Path, clip_a_data: Clip,
+                                                             run_dfk, tmp_path: Path) -> None:
+    from deepfake_cli.media.images import write_image
+    from deepfake_cli.media.video import VideoReader
+
+    photo = tmp_path / "photo.png"
+    write_image(photo, clip_a_data.frames[0])
+    result = run_dfk("-q", "reenact", photo, clip_a, "-o", tmp_path / "out.mp4", "-m", tiny_model, "--device", "cpu")
+    assert result.code == 0, result
+    frames = list(VideoReader(tmp_path / "out.mp4"))
+    assert len(frames) == len(clip_a_data.frames) and frames[0].shape == clip_a_data.frames[0].shape
+    first = np.abs(frames[0].astype(np.int16) - clip_a_data.frames[0]).mean()
+    assert first < 3.0  # the driving video's first frame gives the photo (and H.264 at crf 18)
+    assert np.abs(frames[15].astype(np.int16) - clip_a_data.frames[0]).mean() > 2 * first

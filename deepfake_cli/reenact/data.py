@@ -82,8 +82,6 @@ def _cache_file(source: Path, cache: Path, size: int, data: DataConfig) -> Path:
 
 def source_crops(source: Path, cache: Path | None, find: FindFace, size: int, data: DataConfig) -> Crops:
     """The crops of one video or image folder, from ``cache`` when they were made before."""
-    if not source.exists():
-        raise InputError("no such video or folder", str(source))
     file = _cache_file(source, cache, size, data) if cache is not None else None
     if file is not None and file.is_file():
         with np.load(file, allow_pickle=False) as saved:
@@ -96,14 +94,18 @@ def source_crops(source: Path, cache: Path | None, find: FindFace, size: int, da
 
 
 def offline_finder(score: float) -> FindFace:
-    """The largest face of a frame with 68 landmarks (the offline backend, one thread), or None."""
-    from deepfake_cli.faces import create_backend
-    from deepfake_cli.faces.finder import FaceFinder, FindOptions
-
-    finder = FaceFinder(create_backend("offline", score_threshold=score, detector_threads=1),
-                        FindOptions(min_score=score))
+    """The largest face of a frame with 68 landmarks, or None: the offline backend (one thread),
+    started at the first call (crops found in the cache need no backend)."""
+    finder = None
 
     def find(frame: np.ndarray) -> DetectedFace | None:
+        nonlocal finder
+        if finder is None:
+            from deepfake_cli.faces import create_backend
+            from deepfake_cli.faces.finder import FaceFinder, FindOptions
+
+            finder = FaceFinder(create_backend("offline", score_threshold=score, detector_threads=1),
+                                FindOptions(min_score=score))
         faces = [face for face in finder.find(frame) if face.has_68]
         return faces[0] if faces else None
 
@@ -133,9 +135,6 @@ class PairSet:
         self.groups = groups
         self.usable = np.flatnonzero(self.group_of >= 0)
 
-    def __len__(self) -> int:
-        return len(self.usable)
-
     def sample(self, count: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``count`` (source, driving) pairs of crops, each from one segment, uint8 ``[N,3,S,S]``."""
         sources = rng.choice(self.usable, size=count)
@@ -158,15 +157,12 @@ def load_pairs(sources: Sequence[str | Path], cache: Path | None, size: int, dat
     """Crops of every source (cached), as a ``PairSet``. ``find`` defaults to the offline backend."""
     paths = [Path(s) for s in sources]
     missing = [p for p in paths if not p.exists()]
-    if missing:
+    if missing:  # before any face is searched for
         raise InputError("no such video or folder", str(missing[0]))
-    finder = find
+    find = find or offline_finder(data.detector_score)
     crops = []
     for path in tqdm(paths, desc="face crops", unit="video", disable=not progress):
-        file = _cache_file(path, cache, size, data) if cache is not None else None
-        if finder is None and not (file is not None and file.is_file()):
-            finder = offline_finder(data.detector_score)
-        crops.append(source_crops(path, cache, finder or (lambda frame: None), size, data))
+        crops.append(source_crops(path, cache, find, size, data))
         log.info("%s: %d face crops in %d shots", path.name, len(crops[-1].images),
                  len(np.unique(crops[-1].segments)))
     return PairSet(crops, [str(p) for p in paths])

@@ -60,8 +60,8 @@ class LossConfig:
     ssim: float = 1.0
     ssim_scales: int = 2
     edge: float = 0.0
-    equivariance: float = 10.0
-    equivariance_jacobian: float = 10.0
+    equivariance: float = 1.0
+    equivariance_jacobian: float = 1.0
     affine_sigma: float = 0.05
 
 

@@ -232,13 +232,15 @@ def train_reenact(videos: Sequence[str | Path], model_dir: str | Path, config: R
         raise InputError("give at least one video (or folder of frames) to train on")
     folder = Path(model_dir)
     record = run_record(config, videos, seed)
-    if store.has_checkpoint(folder):
-        saved = store.load(folder, training=False).info.get("run", {})
-        changed = record_differences(saved, record)
+    existing = store.load(folder, training=False) if store.has_checkpoint(folder) else None
+    if existing is not None:
+        changed = record_differences(existing.info.get("run", {}), record)
         if changed:
             raise InputError(f"{folder} holds a reenactment model trained with other settings "
                              f"({'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''}); give another output "
                              "folder, or the same settings to resume it", str(folder))
+        if existing.step >= config.train.iterations:
+            return TrainSummary(folder, existing.step, existing.step)
     torch_device = rank_device(device)
     with distributed_group(torch_device) as distributed:
         cache = Path(cache_dir) if cache_dir is not None else folder / CACHE_DIR
@@ -254,8 +256,6 @@ def train_reenact(videos: Sequence[str | Path], model_dir: str | Path, config: R
         if checkpoint is not None:
             session.restore(checkpoint)
         summary = TrainSummary(folder, session.step, session.step)
-        if session.step >= config.train.iterations:
-            return summary
         if distributed:
             session.step_module = data_parallel(session.training, torch_device)
         barrier()
