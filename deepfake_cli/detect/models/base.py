@@ -17,9 +17,9 @@ from typing import ClassVar, Sequence
 import torch
 from torch import nn
 
+from deepfake_cli.backbones.pretrained import IMAGENET_MEAN, IMAGENET_STD
+
 HALF = 0.5  # default per-channel mean and std: pixels scaled to [-1, 1]
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class DetectorNet(nn.Module):
