@@ -21,9 +21,13 @@ GAN_ONLY_TERMS = frozenset({"adversarial", "mask_l1", "mask_tv", "mask_face"})
 
 @dataclass
 class ModelConfig:
-    """Architecture: shared encoder, one decoder per identity (and for ``gan`` discriminators)."""
+    """Architecture: ``arch`` ``df`` (shared encoder, one decoder per identity) or ``liae`` (shared
+    encoder, an inter block for both identities and one for A only, one decoder); ``kind`` ``gan``
+    adds a mask head and discriminators. The widths mean the same for both ``arch``es (each LIAE
+    inter block is the ``df`` encoder's dense + upscale part; the decoder reads both, 2x channels)."""
 
     kind: Literal["original", "gan"] = "original"
+    arch: Literal["df", "liae"] = "df"
     size: int = 64  # input and output px; divisible by 2 ** len(encoder_widths)
     encoder_widths: list[int] = field(default_factory=lambda: [128, 256, 512, 1024])  # 5x5 stride-2 convs
     bottleneck: int = 1024  # the dense latent
