@@ -27,7 +27,7 @@ COMMANDS = {
     "train-detect": ("train_detect", "train_detect", "Train a deepfake detector (ConvLSTM, EfficientNet, ...)."),
     "detect": ("detect", "detect", "Score videos/images as real or fake."),
     "calibrate": ("calibrate", "calibrate", "Reset a detector's threshold from known-real footage (target FPR)."),
-    "evaluate": ("evaluate", "evaluate", "Measure a swap: identity transfer, landmark NME, sharpness, background PSNR."),
+    "evaluate": ("evaluate", "evaluate", "Measure a swap: identity, landmark NME, sharpness, mouth, seam, background PSNR."),
     "make-dataset": ("make_dataset", "make_dataset", "Make a labelled real/fake dataset with swap models."),
     "demo": ("demo", "demo", "Run the whole pipeline offline on embedded data, with a report."),
 }

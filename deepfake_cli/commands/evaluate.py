@@ -24,7 +24,8 @@ from deepfake_cli.evaluate import evaluate as run_evaluate
 @click.pass_context
 def evaluate(ctx: click.Context, source: str, converted: str, identity_a: str, identity_b: str, margin: float,
              output: str | None) -> None:
-    """Measure a swap: identity transfer, landmark NME, sharpness, background PSNR, faces found.
+    """Measure a swap: identity transfer, landmark NME, sharpness, mouth agreement, seam
+    strength, background PSNR, faces found.
 
     \b
     Example:
