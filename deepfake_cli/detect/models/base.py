@@ -17,8 +17,6 @@ from typing import ClassVar, Sequence
 import torch
 from torch import nn
 
-from deepfake_cli.backbones.pretrained import IMAGENET_MEAN, IMAGENET_STD
-
 HALF = 0.5  # default per-channel mean and std: pixels scaled to [-1, 1]
 
 

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from deepfake_cli.backbones.mobilenet import NAME, imagenet_weights, load_checkpoint, mobilenet_v2
-from deepfake_cli.detect.models.base import IMAGENET_MEAN, IMAGENET_STD, DetectorNet
+from deepfake_cli.backbones.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from deepfake_cli.detect.models.base import DetectorNet
 
 if TYPE_CHECKING:
     from deepfake_cli.detect.config import DetectConfig
