@@ -75,14 +75,16 @@ def relative_error(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) 
     return {"all": total, "worst": max(diff[k] / (size[k] + 1e-8) for k in keys)}
 
 
-def train_fixed(preset: str, steps: int, device: torch.device = torch.device("cpu")) -> dict[str, object]:
+def train_fixed(preset: str, steps: int, device: torch.device = torch.device("cpu"),
+                extra: list[str] | None = None) -> dict[str, object]:
     """Train ``steps`` steps on this rank's part of the fixed batches.
 
     Returns the weights and the last step's gradients; with several ranks also, per step, how far
     the averaged gradients and the weights after the step are from those of a plain single-process
-    twin that took the same step on the whole global batch from the same state.
+    twin that took the same step on the whole global batch from the same state. ``extra``: more
+    ``key=value`` overrides (``model.arch=liae``).
     """
-    config = validate(load_config(SwapConfig, "swap", preset, overrides=OVERRIDES[preset]))
+    config = validate(load_config(SwapConfig, "swap", preset, overrides=OVERRIDES[preset] + (extra or [])))
     size = config.model.size
     images = torch.randint(0, 256, (GLOBAL_BATCH, 3, size, size), dtype=torch.uint8, generator=torch.Generator())
     images, hulls = images.to(device), torch.ones(GLOBAL_BATCH, 1, size, size, dtype=torch.uint8, device=device)
@@ -131,6 +133,7 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--out")
+    parser.add_argument("--set", action="append", default=[], help="fixed: a key=value config override")
     parser.add_argument("--device", default="cpu", help="fixed: cpu (gloo) or cuda (NCCL, cuda:LOCAL_RANK)")
     parser.add_argument("-A")
     parser.add_argument("-B")
@@ -146,7 +149,7 @@ def main() -> None:
     if device.type == "cuda":  # full fp32: TF32 rounding would hide what is compared
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     with distributed_group(device):
-        result = train_fixed(args.preset, args.steps, device)
+        result = train_fixed(args.preset, args.steps, device, args.set)
         if rank() == 0:
             torch.save(result, args.out)
 

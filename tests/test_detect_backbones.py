@@ -21,7 +21,7 @@ from deepfake_cli.config import load_config
 from deepfake_cli.detect import read_dataset, train_detector
 from deepfake_cli.detect.config import DetectConfig, validate
 from deepfake_cli.detect.models import MODELS, apply_weights, build_model, initial_weights
-from deepfake_cli.detect.models import efficientnet_lite as lite
+from deepfake_cli.backbones import efficientnet_lite as lite
 from deepfake_cli.backbones.pretrained import WHEELS
 from deepfake_cli.errors import CheckpointError, ConfigError
 from detect_faces import write_dataset
@@ -283,6 +283,7 @@ def test_each_preset_trains_a_step_on_cpu(name: str, standin: dict[str, Path]) -
 
 def test_a_lite_detector_trains_saves_and_reloads(standin: dict[str, Path], tmp_path: Path) -> None:
     from deepfake_cli.detect import Detector
+    from deepfake_cli.detect.models.efficientnet_lite import EfficientNetLiteDetector
 
     csv = write_dataset(tmp_path / "faces", {f"g{k}": "" for k in range(4)}, frames=4)
     config = load_config(DetectConfig, "detect", "efficientnet_lite0", None, [
@@ -291,7 +292,7 @@ def test_a_lite_detector_trains_saves_and_reloads(standin: dict[str, Path], tmp_
     report = train_detector(read_dataset(csv), tmp_path / "det", config, device="cpu", progress=False)
     assert report["model"]["name"] == "efficientnet_lite0" and "frame" in report["val"]
     assert json.loads((tmp_path / "det" / "state.json").read_text())["model"] == "efficientnet_lite0"
-    assert type(Detector(tmp_path / "det", device="cpu").loaded.model) is lite.EfficientNetLiteDetector
+    assert type(Detector(tmp_path / "det", device="cpu").loaded.model) is EfficientNetLiteDetector
 
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "mobilenet_v2"])

@@ -76,9 +76,10 @@ def _files(folder: Path) -> set[str]:
 
 
 @multiprocess
-@pytest.mark.parametrize("preset", ["tiny", "tiny-gan"])
-def test_ranks_average_gradients_like_one_process_on_the_joined_batch(preset: str, tmp_path: Path) -> None:
-    result = torchrun(WORKER, "fixed", "--preset", preset, "--steps", "3", "--out", tmp_path / "ddp.pt")
+@pytest.mark.parametrize(("preset", "arch"), [("tiny", "df"), ("tiny-gan", "df"), ("tiny-gan", "liae")])
+def test_ranks_average_gradients_like_one_process_on_the_joined_batch(preset: str, arch: str, tmp_path: Path) -> None:
+    result = torchrun(WORKER, "fixed", "--preset", preset, "--steps", "3", "--out", tmp_path / "ddp.pt",
+                      "--set", f"model.arch={arch}")
     assert result.returncode == 0, result.stderr[-3000:]
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
     # Generator and (tiny-gan) discriminators: every step's averaged gradients and the weights after

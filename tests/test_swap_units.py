@@ -126,16 +126,16 @@ def test_adversarial_losses() -> None:
 
 def test_perceptual_loss_random_and_from_a_local_file(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    random = losses.load_perceptual("random", ["relu1_2", "relu2_2"], torch.device("cpu"))
+    random = losses.load_perceptual("vgg19", "random", ["relu1_2", "relu2_2"], torch.device("cpu"))
     image = torch.rand(1, 3, 32, 32)
     assert random(image, image) == 0 and random(image, image.flip(-1)) > 0
     assert not any(p.requires_grad for p in random.parameters())
     path = tmp_path / "vgg19.pth"
     torch.save({f"features.{k}": v for k, v in random.features.state_dict().items()}, path)
-    loaded = losses.load_perceptual(str(path), ["relu1_2", "relu2_2"], torch.device("cpu"))
+    loaded = losses.load_perceptual("vgg19", str(path), ["relu1_2", "relu2_2"], torch.device("cpu"))
     assert torch.equal(loaded.features[0].weight, random.features[0].weight)
     with pytest.raises(BackendError, match="do not fit"):
-        losses.load_perceptual(str(path), ["relu4_4"], torch.device("cpu"))
+        losses.load_perceptual("vgg19", str(path), ["relu4_4"], torch.device("cpu"))
 
 
 def test_perceptual_weights_offline_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,10 +144,10 @@ def test_perceptual_weights_offline_is_a_clear_error(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(losses.VGG19_Weights.IMAGENET1K_V1, "get_state_dict", offline)
     with pytest.raises(BackendError) as info:
-        losses.load_perceptual("imagenet", ["relu1_2"], torch.device("cpu"))
+        losses.load_perceptual("vgg19", "imagenet", ["relu1_2"], torch.device("cpu"))
     assert "perceptual.weights=PATH" in str(info.value) and "loss.perceptual=0" in str(info.value)
     with pytest.raises(BackendError, match="not found"):
-        losses.load_perceptual("/no/such/vgg.pth", ["relu1_2"], torch.device("cpu"))
+        losses.load_perceptual("vgg19", "/no/such/vgg.pth", ["relu1_2"], torch.device("cpu"))
 
 
 def _augmenter(seed: int = 0, **values: float) -> Augmenter:

@@ -18,6 +18,9 @@ from torch import nn
 from deepfake_cli.checkpoint import load_weights
 from deepfake_cli.errors import CheckpointError, ConfigError
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the per-channel normalisation torchvision's ImageNet models expect
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 @dataclass(frozen=True)
 class WeightWheel:

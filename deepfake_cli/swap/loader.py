@@ -12,7 +12,7 @@ from deepfake_cli.checkpoint import MODEL_FILE
 from deepfake_cli.errors import CheckpointError, ConfigError
 from deepfake_cli.runtime import autocast, autocast_dtype, resolve_device
 from deepfake_cli.swap.data import model_coverage
-from deepfake_cli.swap.models import SwapNet
+from deepfake_cli.swap.models import SwapGenerator
 from deepfake_cli.swap.networks import build_generator
 from deepfake_cli.swap.store import ModelStore
 
@@ -31,7 +31,7 @@ class SwapModel:
     (on the CPU that casting took half the time of a batch of the original model).
     """
 
-    net: SwapNet
+    net: SwapGenerator
     kind: str
     size: int
     coverage: float

@@ -1,4 +1,5 @@
-"""The face-swap generator: one shared encoder, one decoder per identity.
+"""The face-swap generators: ``SwapNet`` (one shared encoder, one decoder per identity) and
+``LiaeNet`` (one encoder, a shared and an A-only "inter" block, one decoder).
 
 With the defaults this is the classic 64 px "Original" autoencoder (four 5x5 stride-2 convs
 128-256-512-1024, dense 1024, dense back to 4x4x1024, pixel-shuffle upscale to 8x8x512; decoders
@@ -94,6 +95,28 @@ def _attend(blocks: list[nn.Module], channels: int, resolution: int, attention_a
         blocks.append(SelfAttention(channels))
 
 
+def conv_stack(size: int, widths: Sequence[int], attention_at: Sequence[int] = ()) -> tuple[nn.Sequential, int, int]:
+    """The encoder's stride-2 convolutions: the stack, its output channels and resolution."""
+    blocks: list[nn.Module] = []
+    channels, resolution = 3, size
+    for width in widths:
+        blocks.append(conv_block(channels, width))
+        channels, resolution = width, resolution // 2
+        _attend(blocks, channels, resolution, attention_at)
+    return nn.Sequential(*blocks), channels, resolution
+
+
+def dense_grid(channels: int, resolution: int, bottleneck: int, latent_channels: int) -> nn.Sequential:
+    """Flatten a ``channels x resolution^2`` map, dense to ``bottleneck``, dense back to a
+    ``latent_channels`` grid of the same resolution."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(channels * resolution * resolution, bottleneck),
+        nn.Linear(bottleneck, latent_channels * resolution * resolution),
+        nn.Unflatten(1, (latent_channels, resolution, resolution)),
+    )
+
+
 class Encoder(nn.Module):
     """Image ``[N,3,S,S]`` in [0,1] -> latent feature map ``[N, upscale_channels, 2g, 2g]``.
 
@@ -103,19 +126,8 @@ class Encoder(nn.Module):
     def __init__(self, size: int, widths: Sequence[int], bottleneck: int, latent_channels: int,
                  upscale_channels: int, attention_at: Sequence[int] = ()) -> None:
         super().__init__()
-        blocks: list[nn.Module] = []
-        channels, resolution = 3, size
-        for width in widths:
-            blocks.append(conv_block(channels, width))
-            channels, resolution = width, resolution // 2
-            _attend(blocks, channels, resolution, attention_at)
-        self.convs = nn.Sequential(*blocks)
-        self.dense = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(channels * resolution * resolution, bottleneck),
-            nn.Linear(bottleneck, latent_channels * resolution * resolution),
-            nn.Unflatten(1, (latent_channels, resolution, resolution)),
-        )
+        self.convs, channels, resolution = conv_stack(size, widths, attention_at)
+        self.dense = dense_grid(channels, resolution, bottleneck, latent_channels)
         self.upscale = Upscale(latent_channels, upscale_channels)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -145,8 +157,46 @@ class Decoder(nn.Module):
         return rgb, alpha
 
 
-class SwapNet(nn.Module):
-    """Shared encoder plus decoders ``a`` and ``b``; swapping = encode one, decode with the other."""
+class SwapGenerator(nn.Module):
+    """What every swap generator offers the trainer, the loader and convert: ``encode`` faces,
+    ``decode`` a latent as identity ``a`` or ``b``, and ``forward`` doing both in one call."""
+
+    size: int
+    # state-dict prefixes of everything past the shared conv encoder (what an ``encoder`` init leaves fresh)
+    decoder_parts: tuple[str, ...] = ()
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """Shared latent of faces ``[N,3,S,S]`` in [0,1]."""
+        raise NotImplementedError
+
+    def decode(self, latent: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode as identity ``side`` (``a`` or ``b``): RGB and optional mask."""
+        raise NotImplementedError
+
+    def decode_parts(self, latent: torch.Tensor, sides: Sequence[str]) -> tuple[Any, ...]:
+        """One equal part of ``latent`` per identity in ``sides``, each decoded as its identity."""
+        return tuple(self.decode(part, name) for name, part in zip(sides, latent.chunk(len(sides)), strict=True))
+
+    def forward(self, image: torch.Tensor, side: str | Sequence[str]) -> Any:
+        """Swap or reconstruct faces ``image`` in one call.
+
+        ``side`` a string: decode every face as that identity; returns ``(rgb, mask)``.
+        ``side`` a sequence of identities (the training step: ``SIDES``): ``image`` holds one equal
+        part per identity, all encoded in one pass and each part decoded as its own identity;
+        returns one ``(rgb, mask)`` per part. A ``DistributedDataParallel`` wrapper sees the whole
+        training forward in this one call.
+        """
+        latent = self.encode(image)
+        if isinstance(side, str):
+            return self.decode(latent, side)
+        return self.decode_parts(latent, side)
+
+
+class SwapNet(SwapGenerator):
+    """``arch: df``: shared encoder plus decoders ``a`` and ``b``; swapping = encode one, decode
+    with the other."""
+
+    decoder_parts = ("decoders.",)
 
     def __init__(self, size: int = 64, encoder_widths: Sequence[int] = (128, 256, 512, 1024),
                  bottleneck: int = 1024, latent_channels: int = 1024, upscale_channels: int = 512,
@@ -162,23 +212,59 @@ class SwapNet(nn.Module):
         )
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """Shared latent of faces ``[N,3,S,S]`` in [0,1]."""
         return self.encoder(image)
 
     def decode(self, latent: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Decode with identity ``side`` (``a`` or ``b``): RGB and optional mask."""
         return self.decoders[side](latent)
 
-    def forward(self, image: torch.Tensor, side: str | Sequence[str]) -> Any:
-        """Swap or reconstruct faces ``image`` in one call.
 
-        ``side`` a string: decode every face with that identity; returns ``(rgb, mask)``.
-        ``side`` a sequence of identities (the training step: ``SIDES``): ``image`` holds one equal
-        part per identity, all encoded in one pass and each part decoded with its own identity;
-        returns one ``(rgb, mask)`` per part. A ``DistributedDataParallel`` wrapper sees the whole
-        training forward in this one call.
-        """
-        latent = self.encode(image)
-        if isinstance(side, str):
-            return self.decode(latent, side)
-        return tuple(self.decode(part, name) for name, part in zip(side, latent.chunk(len(side)), strict=True))
+class Inter(nn.Sequential):
+    """A LIAE "inter" block: the encoder's conv features -> dense bottleneck -> grid -> upscale."""
+
+    def __init__(self, channels: int, resolution: int, bottleneck: int, latent_channels: int,
+                 upscale_channels: int) -> None:
+        super().__init__(dense_grid(channels, resolution, bottleneck, latent_channels),
+                         Upscale(latent_channels, upscale_channels))
+
+
+class LiaeNet(SwapGenerator):
+    """``arch: liae`` (DeepFaceLab's LIAE idea): one conv encoder, two inter blocks and ONE decoder.
+
+    ``inter_ab`` sees both identities, ``inter_a`` only A (the identity whose recordings get
+    converted). The decoder reads two inter codes side by side: A is reconstructed from
+    ``[inter_a(e), inter_ab(e)]``, B from ``[inter_ab(e), inter_ab(e)]``. Decoding any face "as B"
+    uses the latter code, so the swap A->B is ``decoder([inter_ab(enc(a)), inter_ab(enc(a))])``: A's
+    expression and pose through the code B is learned from, which is where B's identity lives.
+    B->A (``[inter_a(enc(b)), inter_ab(enc(b))]``) is the untrained direction and only a best effort.
+    """
+
+    decoder_parts = ("inter_ab.", "inter_a.", "decoder.")
+
+    def __init__(self, size: int = 64, encoder_widths: Sequence[int] = (128, 256, 512, 1024),
+                 bottleneck: int = 1024, latent_channels: int = 1024, upscale_channels: int = 512,
+                 decoder_widths: Sequence[int] = (256, 128, 64), attention_at: Sequence[int] = (),
+                 mask: bool = False) -> None:
+        super().__init__()
+        self.size = size
+        self.encoder, channels, resolution = conv_stack(size, encoder_widths, attention_at)
+        self.inter_ab = Inter(channels, resolution, bottleneck, latent_channels, upscale_channels)
+        self.inter_a = Inter(channels, resolution, bottleneck, latent_channels, upscale_channels)
+        self.decoder = Decoder(2 * upscale_channels, 2 * resolution, decoder_widths, attention_at, mask)
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        return self.encoder(image * 2.0 - 1.0)
+
+    def code(self, latent: torch.Tensor, side: str) -> torch.Tensor:
+        """The decoder's input for decoding ``latent`` as identity ``side``."""
+        shared = self.inter_ab(latent)
+        return torch.cat([self.inter_a(latent) if side == "a" else shared, shared], 1)
+
+    def decode(self, latent: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.decoder(self.code(latent, side))
+
+    def decode_parts(self, latent: torch.Tensor, sides: Sequence[str]) -> tuple[Any, ...]:
+        """As ``SwapGenerator.decode_parts``, with one decoder pass over all parts."""
+        codes = torch.cat([self.code(part, name) for name, part in zip(sides, latent.chunk(len(sides)), strict=True)])
+        rgb, mask = self.decoder(codes)
+        masks = mask.chunk(len(sides)) if mask is not None else (None,) * len(sides)
+        return tuple(zip(rgb.chunk(len(sides)), masks, strict=True))

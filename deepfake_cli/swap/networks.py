@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from deepfake_cli.swap.models import SIDES, SwapNet
+from deepfake_cli.swap.models import SIDES, LiaeNet, SwapGenerator, SwapNet
 from deepfake_cli.swap.sagan import Discriminator, Discriminators
 from deepfake_cli.swap.schema import ModelConfig
 
 
-def build_generator(model: ModelConfig) -> SwapNet:
-    """The shared-encoder/dual-decoder generator; ``gan`` models also predict an alpha mask."""
-    return SwapNet(
+def build_generator(model: ModelConfig) -> SwapGenerator:
+    """The generator of ``model.arch`` (``df``: shared encoder, two decoders; ``liae``: shared
+    encoder, two inter blocks, one decoder); ``gan`` models also predict an alpha mask."""
+    network = LiaeNet if model.arch == "liae" else SwapNet
+    return network(
         size=model.size, encoder_widths=model.encoder_widths, bottleneck=model.bottleneck,
         latent_channels=model.latent_channels, upscale_channels=model.upscale_channels,
         decoder_widths=model.decoder_widths, attention_at=model.attention_at, mask=model.kind == "gan",

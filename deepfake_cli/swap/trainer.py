@@ -127,7 +127,8 @@ class SwapTrainer:
         if "perceptual" in self.terms:
             with torch.random.fork_rng(devices=[]):  # ``random`` weights: the same on every rank and run
                 torch.manual_seed(seed)
-                self.perceptual = load_perceptual(config.perceptual.weights, config.perceptual.layers, device)
+                self.perceptual = load_perceptual(config.perceptual.network, config.perceptual.weights,
+                                                  config.perceptual.layers, device)
         self.dtype = autocast_dtype(device, config.train.precision, cpu_bf16_when_native=True)
         torch.manual_seed(seed)
         self.generator = build_generator(config.model).to(device)

@@ -18,8 +18,6 @@ import torch
 from torch import nn
 
 HALF = 0.5  # default per-channel mean and std: pixels scaled to [-1, 1]
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class DetectorNet(nn.Module):

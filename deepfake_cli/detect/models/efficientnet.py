@@ -18,7 +18,8 @@ import torch
 import torchvision
 from torch import nn
 
-from deepfake_cli.detect.models.base import IMAGENET_MEAN, IMAGENET_STD, DetectorNet
+from deepfake_cli.backbones.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from deepfake_cli.detect.models.base import DetectorNet
 from deepfake_cli.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:

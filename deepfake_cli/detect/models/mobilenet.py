@@ -12,16 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torchvision
 from torch import nn
 
-from deepfake_cli.detect.models.base import IMAGENET_MEAN, IMAGENET_STD, DetectorNet
-from deepfake_cli.backbones.pretrained import WHEELS, load_strict
+from deepfake_cli.backbones.mobilenet import NAME, imagenet_weights, load_checkpoint, mobilenet_v2
+from deepfake_cli.backbones.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from deepfake_cli.detect.models.base import DetectorNet
 
 if TYPE_CHECKING:
     from deepfake_cli.detect.config import DetectConfig
-
-NAME = "mobilenet_v2"
 
 
 class MobileNetV2Detector(DetectorNet):
@@ -31,7 +29,7 @@ class MobileNetV2Detector(DetectorNet):
 
     def __init__(self, dropout: float = 0.2) -> None:
         super().__init__(3, IMAGENET_MEAN, IMAGENET_STD)
-        self.net = torchvision.models.mobilenet_v2(weights=None)
+        self.net = mobilenet_v2()
         features = self.net.classifier[1].in_features
         self.net.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, 1))
 
@@ -45,14 +43,12 @@ class MobileNetV2Detector(DetectorNet):
 
     def load_pretrained(self, state: dict[str, torch.Tensor], where: str) -> None:
         """Backbone weights of torchvision's mobilenet_v2, strictly; any classifier is ignored."""
-        load_strict(self.net, state, where, NAME)
-
-
-def imagenet_weights() -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet state dict of mobilenet_v2 from the installed wheel."""
-    return WHEELS[NAME].state_dict()
+        load_checkpoint(self.net, state, where)
 
 
 def build(config: "DetectConfig", channels: int) -> MobileNetV2Detector:
     """The registry's build function."""
     return MobileNetV2Detector(config.model.dropout)
+
+
+__all__ = ["NAME", "MobileNetV2Detector", "build", "imagenet_weights"]
