@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepfake_cli.backbones.pretrained import IMAGENET_MEAN, IMAGENET_STD
 from deepfake_cli.errors import BackendError, CheckpointError
 
 CLASSES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
@@ -34,8 +35,6 @@ FACE_CLASSES = ("skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "
 PARSER_SIZE = 512
 # CelebAMask-HQ's framing: the eye centres about a quarter of the crop apart (0.551 x coverage here).
 PARSER_COVERAGE = 0.45
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHTS_HINT = "a BiSeNet CelebAMask-HQ state dict, 79999_iter.pth"
 NEEDS_WEIGHTS = f"--mask occlusion needs face-parsing weights: pass --parser-weights FILE ({WEIGHTS_HINT})"
 
