@@ -200,3 +200,29 @@ def test_smoother_speed_is_measured_in_face_sizes() -> None:
         a = small(base + shift)
         b = large(transform_points(base + shift, np.array([[4.0, 0, 0], [0, 4.0, 0]])))
     np.testing.assert_allclose(a * 4.0, b, atol=1e-6)
+
+
+def test_band_colour_matches_a_face_lit_differently_only_near_its_edge(rng: np.random.Generator) -> None:
+    target, region, _ = _colour_pair(rng)
+    inside = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+    edge, centre = region & (inside <= 4), inside > 14
+    face = target.astype(int)
+    face[edge] += 40  # lighter only along the edge, like a seam
+    face = np.clip(face, 0, 255).astype(np.uint8)
+
+    def error(image: np.ndarray, where: np.ndarray) -> float:
+        return float(np.abs(image[where].astype(int) - target[where]).mean())
+
+    band, avg = match_color(face, target, region, "band"), match_color(face, target, region, "avg")
+    assert error(band, edge) < 8 < 20 < error(avg, edge) and error(face, edge) > 35
+
+
+def test_band_colour_follows_a_shift_that_changes_across_the_face(rng: np.random.Generator) -> None:
+    target, region, _ = _colour_pair(rng)
+    ramp = np.linspace(-30, 30, 64)[None, :, None]  # one side darker, the other lighter
+    face = np.clip(target.astype(np.float32) + ramp, 0, 255).astype(np.uint8)
+    band, avg = match_color(face, target, region, "band"), match_color(face, target, region, "avg")
+    sides = region.copy()
+    sides[:, 16:48] = False
+    assert float(np.abs(band[sides].astype(int) - target[sides]).mean()) < 0.5 * float(
+        np.abs(avg[sides].astype(int) - target[sides]).mean())

@@ -41,8 +41,9 @@ from deepfake_cli.faces.follow import REDETECT_EVERY
               help="Shrink the mask by PX pixels (negative grows it) [default: 12% of the eye distance].")
 @click.option("--blur", type=float, default=None, metavar="PX",
               help="Feather the mask edge, Gaussian sigma in PX [default: 8% of the eye distance].")
-@click.option("--color", type=click.Choice(COLOR_METHODS), default="avg", show_default=True,
-              help="Match the swapped face's colours to the original face.")
+@click.option("--color", type=click.Choice(COLOR_METHODS), default="band", show_default=True,
+              help="Match the swapped face's colours to the original face (band: locally, in a band "
+                   "just inside the mask edge).")
 @click.option("--blend", type=click.Choice(BLEND_METHODS), default="feather", show_default=True,
               help="feather: alpha blend; poisson: OpenCV seamless clone.")
 @click.option("--smooth", type=float, default=1.0, show_default=True,

@@ -47,7 +47,7 @@ class BlendSettings:
 
     mask: str = "hull"
     mask_shape: MaskShape = field(default_factory=MaskShape)
-    color: str = "avg"
+    color: str = "band"
     blend: str = "feather"
     watermark: bool = False
 

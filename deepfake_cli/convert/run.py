@@ -67,7 +67,7 @@ class ConvertOptions:
     mask: str | None = None
     erode: float | None = None
     blur: float | None = None
-    color: str = "avg"
+    color: str = "band"
     blend: str = "feather"
     smooth: float = 1.0
     batch_size: int = 8
