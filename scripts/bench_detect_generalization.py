@@ -69,6 +69,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from deepfake_cli.checkpoint import CONFIG_FILE  # noqa: E402
 from deepfake_cli.config import load_config  # noqa: E402
 from deepfake_cli.detect import DetectConfig, Detector, read_dataset, train_detector  # noqa: E402
 from deepfake_cli.detect.metrics import auc  # noqa: E402
@@ -130,11 +131,14 @@ def faces_of(videos: Path, target: Path, size: int) -> Path:
 
 def train_generator(faces_a: Path, faces_b: Path, folder: Path, preset: str, steps: int | None, seed: int,
                     device: str) -> float:
-    """Train one swap model (skipped when it already reached its steps); returns the seconds it took."""
+    """Train one swap model (skipped when it already reached its steps; a folder trained before
+    keeps its own config, even if the preset changed since); returns the seconds it took."""
     overrides = [] if steps is None else [f"train.iterations={steps}", f"train.save_every={steps}",
                                           f"train.preview_every={steps}"]
     started = time.perf_counter()
-    train_swap(faces_a, faces_b, folder, swap_config(folder, preset, None, overrides), device=device, seed=seed)
+    saved = (folder / CONFIG_FILE).is_file()
+    config = swap_config(folder, None if saved else preset, None, overrides)
+    train_swap(faces_a, faces_b, folder, config, device=device, seed=seed)
     return time.perf_counter() - started
 
 

@@ -149,3 +149,5 @@ def test_the_offline_network_is_the_default_and_layers_are_checked_per_network()
         validate(load_config(SwapConfig, "swap", "fast-gan", None, ["perceptual.layers=[relu1_2]"]))
     validate(load_config(SwapConfig, "swap", "fast-gan", None, ["perceptual.network=efficientnet_lite0",
                                                                  "perceptual.layers=[blocks.2]"]))
+    # a model folder saved before perceptual.network existed lists VGG19 layers with the term off: it still loads
+    validate(load_config(SwapConfig, "swap", "fast-gan", None, ["perceptual.layers=[relu1_2]", "loss.perceptual=0"]))

@@ -207,7 +207,10 @@ def validate(config: SwapConfig) -> SwapConfig:
     from deepfake_cli.swap.losses import NETWORKS  # torch modules: only needed here
 
     taps = NETWORKS[config.perceptual.network].taps
-    unknown = [name for name in config.perceptual.layers if name not in taps]
+    # checked only where the term is used: a model saved before perceptual.network existed lists VGG19
+    # layers with the term off, and keeps training as it did
+    used = "perceptual" in active_terms(config)
+    unknown = [name for name in config.perceptual.layers if name not in taps] if used else []
     if unknown:
         raise ConfigError(f"perceptual.layers {unknown[0]!r} is no layer of {config.perceptual.network}; "
                           f"choose from {', '.join(taps)}", "config")
