@@ -37,8 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +48,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_sort import cpu_model  # noqa: E402
 from deepfake_cli.evaluate import landmark_nme  # noqa: E402
 from deepfake_cli.faces import FaceBackend, create_backend  # noqa: E402
 from deepfake_cli.faces.align import umeyama  # noqa: E402
@@ -68,17 +68,6 @@ STRIP_FRAMES = 5
 STRIP_HEIGHT = 160
 STRIP_GROW = 0.6
 MOUTH = slice(48, 68)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (lscpu), for the figures."""
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or platform.machine()
 
 
 class StillAnimator:
