@@ -16,6 +16,7 @@ from deepfake_cli.commands import (
 from deepfake_cli.synth import facegan_config
 from deepfake_cli.synth import train_facegan as run_train_facegan
 
+
 @click.command("train-facegan")
 @click.argument("faces_dirs", nargs=-1, required=True, type=click.Path(file_okay=False), metavar="FACES_DIR...")
 @model_folder_options("synth", "cpu")

@@ -16,6 +16,7 @@ from deepfake_cli.commands import (
 from deepfake_cli.reenact.train import reenact_config
 from deepfake_cli.reenact.train import train_reenact as run_train_reenact
 
+
 @click.command("train-reenact")
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
 @model_folder_options("reenact", "cpu")
