@@ -54,6 +54,7 @@ An orchestrator: it runs the convert, reenact and synth stages through their pub
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -70,7 +71,7 @@ import yaml
 
 from deepfake_cli.checkpoint import CONFIG_FILE, STATE_FILE, atomic_path, write_json_atomic, write_text_atomic
 from deepfake_cli.errors import ConfigError, InputError, NoFaceError
-from deepfake_cli.faces import create_backend
+from deepfake_cli.faces import FaceBackend, create_backend
 from deepfake_cli.groups import Groups
 from deepfake_cli.media.images import write_image
 from deepfake_cli.media.shards import Shard
@@ -227,13 +228,19 @@ def _make(job: _Job, generator: Generator, fake: DatasetEntry, root: Path, optio
     elif generator.family == "reenact":
         photo = _photo(job.partner, root / ".photos" / f"{job.partner_key}.png")
         reenact(photo, job.video, output, ReenactOptions(crf=options.crf, device=options.device),
-                None if generator.baseline else generator.folder, progress=progress)
+                None if generator.baseline else generator.folder, progress=progress, backend=_backend())
     else:
         with tempfile.TemporaryDirectory(dir=output.parent, prefix=".synth-") as scratch:
             frames = min(VideoReader(job.video).info.frame_count or SYNTH_FRAMES, SYNTH_FRAMES)
             made = synthesize(generator.folder, 1, scratch, seed=zlib.crc32(fake.path.encode()), videos=1,
                               frames=max(frames, 2), device=options.device)
             os.replace(made.videos[0], output)
+
+
+@functools.lru_cache(maxsize=1)
+def _backend() -> FaceBackend:
+    """The offline face backend, built once for every reenactment photo and fake of a run."""
+    return create_backend("offline", device="cpu", detector_threads=1)
 
 
 def _photo(video: Path, target: Path) -> Path:
@@ -244,7 +251,7 @@ def _photo(video: Path, target: Path) -> Path:
     reader = VideoReader(video)
     count = reader.info.frame_count or 1
     wanted = set(np.linspace(0, count - 1, min(PHOTO_TRIES, count)).round().astype(int).tolist())
-    backend = create_backend("offline", device="cpu")
+    backend = _backend()
     for index, frame in enumerate(reader):
         if index in wanted and any(face.has_68 for face in backend.detect(frame)):
             target.parent.mkdir(parents=True, exist_ok=True)
